@@ -1,0 +1,229 @@
+//! A layer's attention: softmax, or linear attention with a feature map on queries and keys.
+//!
+//! Models hold one [`AttentionConfig`] per layer; YAML specs write it as
+//! `{kind: softmax}` or `{kind: linear, feature_map: {kind: hedgehog, activation: softmax_split, feature_dim: 64}}`.
+
+use burn::module::Module;
+use burn::tensor::{Bool, Tensor, backend::Backend};
+use serde::{Deserialize, Serialize};
+
+use crate::AttentionError;
+use crate::feature_map::{FeatureMap, FeatureMapConfig, Role};
+use crate::linear::{self, DEFAULT_EPS, LinearState};
+
+/// Default chunk length of the chunked causal form.
+pub const DEFAULT_CHUNK_SIZE: usize = 64;
+
+fn default_chunk_size() -> usize {
+    DEFAULT_CHUNK_SIZE
+}
+
+fn default_eps() -> f64 {
+    DEFAULT_EPS
+}
+
+/// Which attention a layer uses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AttentionConfig {
+    Softmax,
+    Linear {
+        feature_map: FeatureMapConfig,
+        /// Use one map instance for queries and keys even when it is trainable. Hedgehog's paper
+        /// setting is untied (per-head query and key maps); Performer and parameter-free maps
+        /// are always shared.
+        #[serde(default)]
+        tie_query_key: bool,
+        #[serde(default = "default_chunk_size")]
+        chunk_size: usize,
+        #[serde(default = "default_eps")]
+        eps: f64,
+    },
+}
+
+impl AttentionConfig {
+    /// A linear attention with the given map and default chunk size and `ε`.
+    pub fn linear(feature_map: FeatureMapConfig) -> Self {
+        Self::Linear {
+            feature_map,
+            tie_query_key: false,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            eps: DEFAULT_EPS,
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Self::Softmax => "softmax".into(),
+            Self::Linear { feature_map, .. } => feature_map.label(),
+        }
+    }
+
+    /// Builds the linear attention of this config; `None` for softmax, which has no state.
+    pub fn init_linear<B: Backend>(
+        &self,
+        head_dim: usize,
+        num_heads: usize,
+        device: &B::Device,
+    ) -> Result<Option<LinearAttention<B>>, AttentionError> {
+        match self {
+            Self::Softmax => Ok(None),
+            Self::Linear {
+                feature_map,
+                tie_query_key,
+                chunk_size,
+                eps,
+            } => {
+                if *chunk_size == 0 {
+                    return Err(crate::error::config_error(
+                        "linear attention",
+                        "chunk_size must be positive",
+                    ));
+                }
+                if !(eps.is_finite() && *eps >= 0.0) {
+                    return Err(crate::error::config_error(
+                        "linear attention",
+                        format!("eps must be finite and non-negative, got {eps}"),
+                    ));
+                }
+                let query_map = feature_map.init(head_dim, num_heads, device)?;
+                let key_map = if *tie_query_key || query_map.must_share_query_key() {
+                    None
+                } else {
+                    Some(feature_map.init(head_dim, num_heads, device)?)
+                };
+                Ok(Some(LinearAttention {
+                    query_map,
+                    key_map,
+                    chunk_size: *chunk_size,
+                    eps: *eps,
+                }))
+            }
+        }
+    }
+}
+
+/// Linear attention of one layer: the maps plus the form parameters.
+#[derive(Module, Debug)]
+pub struct LinearAttention<B: Backend> {
+    pub query_map: FeatureMap<B>,
+    /// `None`: the query map is used for keys too.
+    pub key_map: Option<FeatureMap<B>>,
+    pub chunk_size: usize,
+    pub eps: f64,
+}
+
+impl<B: Backend> LinearAttention<B> {
+    /// From explicit maps (loading, fixtures).
+    pub fn new(
+        query_map: FeatureMap<B>,
+        key_map: Option<FeatureMap<B>>,
+        chunk_size: usize,
+        eps: f64,
+    ) -> Self {
+        Self {
+            query_map,
+            key_map,
+            chunk_size,
+            eps,
+        }
+    }
+
+    pub fn key_map(&self) -> &FeatureMap<B> {
+        self.key_map.as_ref().unwrap_or(&self.query_map)
+    }
+
+    pub fn feature_dim(&self) -> usize {
+        self.query_map.feature_dim()
+    }
+
+    /// `(φ(q), φ(k))` for tokens at `start_position..`, checking shapes and positions.
+    pub fn features(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        start_position: usize,
+    ) -> Result<(Tensor<B, 4>, Tensor<B, 4>), AttentionError> {
+        self.query_map.check_input(q.dims(), start_position)?;
+        self.key_map().check_input(k.dims(), start_position)?;
+        Ok((
+            self.query_map.forward(q, Role::Query, start_position),
+            self.key_map().forward(k, Role::Key, start_position),
+        ))
+    }
+
+    /// The fast path: parallel form when non-causal, chunked when causal.
+    pub fn forward(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        causal: bool,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+    ) -> Result<Tensor<B, 4>, AttentionError> {
+        let (fq, fk) = self.features(q, k, 0)?;
+        let (y, _) = if causal {
+            linear::chunked(fq, fk, v, self.chunk_size, key_padding, None, self.eps)?
+        } else {
+            linear::parallel(fq, fk, v, key_padding, self.eps)?
+        };
+        Ok(y)
+    }
+
+    /// The quadratic form's weights `[B, H, T, T]` (distillation, analysis).
+    pub fn weights(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        causal: bool,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+    ) -> Result<Tensor<B, 4>, AttentionError> {
+        let (fq, fk) = self.features(q, k.clone(), 0)?;
+        let [b, h, t, _] = k.dims();
+        // Values are not needed for the weights; a width-1 placeholder keeps one code path.
+        let v = Tensor::zeros([b, h, t, 1], &fq.device());
+        Ok(linear::quadratic(fq, fk, v, causal, key_padding, self.eps)?.1)
+    }
+
+    /// Causal prefill with the chunked form; the returned state continues with
+    /// [`LinearAttention::decode_step`] at position `T`.
+    pub fn prefill(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+    ) -> Result<(Tensor<B, 4>, LinearState<B>), AttentionError> {
+        let (fq, fk) = self.features(q, k, 0)?;
+        linear::chunked(fq, fk, v, self.chunk_size, key_padding, None, self.eps)
+    }
+
+    /// One decoding step for the token at `position`: `q, k: [B, H, 1, d]`, `v: [B, H, 1, dv]`.
+    pub fn decode_step(
+        &self,
+        state: LinearState<B>,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        position: usize,
+    ) -> Result<(Tensor<B, 4>, LinearState<B>), AttentionError> {
+        let [b, h, t, dv] = v.dims();
+        if t != 1 || q.dims()[2] != 1 || k.dims()[2] != 1 {
+            return Err(AttentionError::Shape {
+                what: "decode step query/key/value",
+                expected: "one token: [B, H, 1, ·]".into(),
+                got: q.dims().to_vec(),
+            });
+        }
+        let (fq, fk) = self.features(q, k, position)?;
+        let f = fq.dims()[3];
+        let (y, state) = linear::recurrent_step(
+            state,
+            fq.reshape([b, h, f]),
+            fk.reshape([b, h, f]),
+            v.reshape([b, h, dv]),
+            self.eps,
+        );
+        Ok((y.reshape([b, h, 1, dv]), state))
+    }
+}

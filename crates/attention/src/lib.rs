@@ -1,0 +1,22 @@
+//! Feature maps and the math of linear attention, in every form the project needs.
+//!
+//! Notation and equations follow `shared/docs/method.md` §1–3 and Zhang et al., *The Hedgehog &
+//! the Porcupine* (ICLR 2024). All tensors are `[B, H, T, ·]`: batch, heads, tokens, features.
+//!
+//! - [`feature_map`]: `φ` for 1+ELU, ReLU, Performer, cosFormer, exp(t), Taylor-2, Hedgehog, T2R.
+//! - [`softmax`]: the softmax teacher and baseline.
+//! - [`linear`]: linear attention as quadratic, parallel, chunked and recurrent forms.
+//! - [`attention`]: a layer-level attention (softmax or a linear map on q and k).
+//! - [`distill`]: Hedgehog's attention-distillation losses.
+
+pub mod attention;
+pub mod distill;
+mod error;
+pub mod feature_map;
+pub mod linear;
+pub mod softmax;
+
+pub use attention::{AttentionConfig, LinearAttention};
+pub use error::AttentionError;
+pub use feature_map::{FeatureMap, FeatureMapConfig, HedgehogActivation, Role};
+pub use linear::LinearState;

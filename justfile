@@ -1,0 +1,33 @@
+# hedgehog: expressive linear attention. `just --list` shows every recipe.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Lengths for the benchmarks; override with `just bench lengths=256,1024`.
+lengths := "256,1024,4096,16384"
+
+default:
+    @just --list
+
+# Format check, clippy (warnings are errors) and the whole test suite.
+test:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo test --workspace
+
+# Compile-check the CUDA backend (burn-cuda) offline; no GPU needed.
+check-cuda:
+    cargo check -p hedgehog-attention --features cuda --all-targets
+
+# Attention scaling benchmark (ndarray: faster than flex here in release, see README): times, peak memory, crossover.
+bench backend="ndarray":
+    cargo run --release -p hedgehog-attention --example scaling -- --backend {{backend}} --lengths {{lengths}} --out results/bench/rust_{{backend}}.csv
+
+# The same table next to a PyTorch CPU implementation (needs `pip install torch`).
+bench-compare backend="ndarray":
+    just lengths={{lengths}} bench {{backend}}
+    python3 tools/bench_torch.py --lengths {{lengths}} --out results/bench/torch_cpu.csv
+    python3 tools/compare_bench.py results/bench/rust_{{backend}}.csv results/bench/torch_cpu.csv
+
+# Regenerate the numpy golden fixtures of the attention crate (needs numpy).
+golden:
+    python3 tools/reference_attention.py
