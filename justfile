@@ -20,13 +20,13 @@ check-cuda:
 
 # Attention scaling benchmark (ndarray: faster than flex here in release, see README): times, peak memory, crossover.
 bench backend="ndarray":
-    cargo run --release -p hedgehog-attention --example scaling -- --backend {{backend}} --lengths {{lengths}} --out results/bench/rust_{{backend}}.csv
+    cargo run --release -p hedgehog-attention --example scaling -- --backend {{backend}} --lengths {{lengths}} --out results/bench/rust_{{backend}}.csv | tee results/bench/rust_{{backend}}.md
 
 # The same table next to a PyTorch CPU implementation (needs `pip install torch`).
 bench-compare backend="ndarray":
     just lengths={{lengths}} bench {{backend}}
     python3 tools/bench_torch.py --lengths {{lengths}} --out results/bench/torch_cpu.csv
-    python3 tools/compare_bench.py results/bench/rust_{{backend}}.csv results/bench/torch_cpu.csv
+    python3 tools/compare_bench.py results/bench/rust_{{backend}}.csv results/bench/torch_cpu.csv | tee results/bench/compare_cpu.md
 
 # Regenerate the numpy golden fixtures of the attention crate (needs numpy).
 golden:
