@@ -1,0 +1,402 @@
+//! Multi-head self-attention shared by every model, with any attention of `hedgehog-attention`
+//! per layer, rotary embeddings and grouped-query heads for Llama-style models, and a
+//! conversion mode that returns the teacher's and the student's weights.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::{Bool, Tensor, TensorData, activation, backend::Backend};
+use hedgehog_attention::linear::{self as linear_forms, LinearState};
+use hedgehog_attention::{AttentionConfig, AttentionError, LinearAttention, softmax};
+
+use crate::weights::{Layout, WeightError, WeightVisitor};
+
+/// What a forward pass runs in each attention layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AttentionMode {
+    /// The layer's configured attention (softmax or its linear map).
+    #[default]
+    Configured,
+    /// Conversion: the layer's output is the frozen softmax teacher's, and the student's linear
+    /// weights are computed beside it for the distillation loss (Hedgehog stage 1).
+    Distill,
+}
+
+/// Attention weights of one layer, returned on request: `[B, H, T, T]` each.
+#[derive(Clone, Debug)]
+pub struct AttentionCapture<B: Backend> {
+    /// Softmax weights (detached).
+    pub teacher: Tensor<B, 4>,
+    /// The linear map's weights (`None` for a softmax layer), with gradients to the maps.
+    pub student: Option<Tensor<B, 4>>,
+    /// Raw scaled scores `q·k/√d` of the teacher (detached).
+    pub scores: Tensor<B, 4>,
+}
+
+/// Per-layer decoding cache: softmax keeps keys and values, linear attention its `(S, z)`.
+#[derive(Clone, Debug)]
+pub enum LayerCache<B: Backend> {
+    Empty,
+    Softmax {
+        keys: Tensor<B, 4>,
+        values: Tensor<B, 4>,
+    },
+    Linear(LinearState<B>),
+}
+
+/// Rotary position embedding (Su et al. 2021) in the HF Llama convention (`rotate_half`).
+#[derive(Module, Clone, Debug)]
+pub struct Rotary {
+    pub base: f64,
+    pub head_dim: usize,
+}
+
+impl Rotary {
+    /// Rotates `x: [B, H, T, d]` for positions `start..start+T`.
+    pub fn apply<B: Backend>(&self, x: Tensor<B, 4>, start: usize) -> Tensor<B, 4> {
+        let [b, h, t, d] = x.dims();
+        let half = d / 2;
+        let mut cos = Vec::with_capacity(t * d);
+        let mut sin = Vec::with_capacity(t * d);
+        for position in start..start + t {
+            for i in 0..d {
+                let frequency = 1.0 / self.base.powf((2 * (i % half)) as f64 / d as f64);
+                let angle = position as f64 * frequency;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        let device = x.device();
+        let table = |values: Vec<f64>| {
+            Tensor::<B, 4>::from_data(
+                TensorData::new(values, [1, 1, t, d]).convert::<B::FloatElem>(),
+                &device,
+            )
+        };
+        let first = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
+        let second = x.clone().slice([0..b, 0..h, 0..t, half..d]);
+        let rotated = Tensor::cat(vec![second.neg(), first], 3);
+        x * table(cos) + rotated * table(sin)
+    }
+}
+
+/// Sizes and options of one self-attention layer.
+#[derive(Clone, Debug)]
+pub struct SelfAttentionConfig {
+    pub model_dim: usize,
+    pub num_heads: usize,
+    /// Grouped-query attention: key/value heads (= `num_heads` for plain multi-head).
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub bias: bool,
+    pub causal: bool,
+    pub dropout: f64,
+    pub rope_base: Option<f64>,
+    pub attention: AttentionConfig,
+}
+
+impl SelfAttentionConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SelfAttention<B>, AttentionError> {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
+            return Err(AttentionError::Config {
+                map: "self-attention",
+                reason: format!(
+                    "num_heads {} is not a multiple of num_kv_heads {}",
+                    self.num_heads, self.num_kv_heads
+                ),
+            });
+        }
+        let projection = |out: usize| {
+            LinearConfig::new(self.model_dim, out)
+                .with_bias(self.bias)
+                .init(device)
+        };
+        Ok(SelfAttention {
+            query: projection(self.num_heads * self.head_dim),
+            key: projection(self.num_kv_heads * self.head_dim),
+            value: projection(self.num_kv_heads * self.head_dim),
+            output: LinearConfig::new(self.num_heads * self.head_dim, self.model_dim)
+                .with_bias(self.bias)
+                .init(device),
+            linear: self
+                .attention
+                .init_linear(self.head_dim, self.num_heads, device)?,
+            rotary: self.rope_base.map(|base| Rotary {
+                base,
+                head_dim: self.head_dim,
+            }),
+            num_heads: self.num_heads,
+            num_kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            causal: self.causal,
+            dropout: DropoutConfig::new(self.dropout).init(),
+        })
+    }
+}
+
+/// Multi-head self-attention with pluggable attention.
+#[derive(Module, Debug)]
+pub struct SelfAttention<B: Backend> {
+    pub query: Linear<B>,
+    pub key: Linear<B>,
+    pub value: Linear<B>,
+    pub output: Linear<B>,
+    /// `None`: softmax attention.
+    pub linear: Option<LinearAttention<B>>,
+    pub rotary: Option<Rotary>,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub causal: bool,
+    /// On the softmax weights (as in GPT-2, BERT and ViT).
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> SelfAttention<B> {
+    /// `[B, T, heads·d]` → `[B, heads, T, d]`.
+    fn split_heads(&self, x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+        let [b, t, _] = x.dims();
+        x.reshape([b, t, heads, self.head_dim]).swap_dims(1, 2)
+    }
+
+    /// Repeats each key/value head for its group of query heads (HF `repeat_kv`).
+    fn repeat_kv(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let groups = self.num_heads / self.num_kv_heads;
+        if groups == 1 {
+            return x;
+        }
+        let [b, kv, t, d] = x.dims();
+        x.unsqueeze_dim::<5>(2)
+            .expand([b, kv, groups, t, d])
+            .reshape([b, kv * groups, t, d]) // [B, H, T, d]
+    }
+
+    /// `q, k, v: [B, H, T, d]` for tokens at `start..`, rotated when the layer has RoPE.
+    fn project(&self, x: Tensor<B, 3>, start: usize) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+        let mut q = self.split_heads(self.query.forward(x.clone()), self.num_heads);
+        let mut k = self.split_heads(self.key.forward(x.clone()), self.num_kv_heads);
+        let v = self.split_heads(self.value.forward(x), self.num_kv_heads);
+        if let Some(rotary) = &self.rotary {
+            q = rotary.apply(q, start);
+            k = rotary.apply(k, start);
+        }
+        (q, self.repeat_kv(k), self.repeat_kv(v))
+    }
+
+    fn merge(&self, y: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [b, h, t, d] = y.dims();
+        self.output
+            .forward(y.swap_dims(1, 2).reshape([b, t, h * d]))
+    }
+
+    /// Full-sequence forward: `x: [B, T, D]`, `key_padding: [B, T]` (true = padding).
+    ///
+    /// With `capture`, also returns the teacher's and student's weights (quadratic cost).
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+        mode: AttentionMode,
+        capture: bool,
+    ) -> Result<(Tensor<B, 3>, Option<AttentionCapture<B>>), AttentionError> {
+        let (q, k, v) = self.project(x, 0);
+        let use_softmax = self.linear.is_none() || mode == AttentionMode::Distill;
+        let mut captured = None;
+        let y = if use_softmax {
+            let weights = softmax::weights(q.clone(), k.clone(), self.causal, key_padding)?;
+            if capture || mode == AttentionMode::Distill {
+                let student = match &self.linear {
+                    Some(linear) => Some(linear.weights(
+                        q.clone().detach(),
+                        k.clone().detach(),
+                        self.causal,
+                        key_padding,
+                    )?),
+                    None => None,
+                };
+                captured = Some(AttentionCapture {
+                    teacher: weights.clone().detach(),
+                    student,
+                    scores: softmax::scores(q.detach(), k.detach()),
+                });
+            }
+            self.dropout.forward(weights).matmul(v)
+        } else {
+            let linear = self.linear.as_ref().expect("linear layer");
+            if capture {
+                captured = Some(AttentionCapture {
+                    teacher: softmax::weights(q.clone(), k.clone(), self.causal, key_padding)?
+                        .detach(),
+                    student: Some(linear.weights(
+                        q.clone(),
+                        k.clone(),
+                        self.causal,
+                        key_padding,
+                    )?),
+                    scores: softmax::scores(q.clone().detach(), k.clone().detach()),
+                });
+            }
+            linear.forward(q, k, v, self.causal, key_padding)?
+        };
+        Ok((self.merge(y), captured))
+    }
+
+    /// Incremental causal forward for generation: `x: [B, t, D]` are the tokens at
+    /// `start..start+t`; `cache` holds what came before and is returned extended.
+    pub fn forward_cached(
+        &self,
+        x: Tensor<B, 3>,
+        cache: LayerCache<B>,
+        start: usize,
+    ) -> Result<(Tensor<B, 3>, LayerCache<B>), AttentionError> {
+        let (q, k, v) = self.project(x, start);
+        let (y, cache) = match &self.linear {
+            None => {
+                let (keys, values) = match cache {
+                    LayerCache::Softmax { keys, values } => (
+                        Tensor::cat(vec![keys, k], 2),
+                        Tensor::cat(vec![values, v], 2),
+                    ),
+                    _ => (k, v),
+                };
+                let (y, _) = softmax::attention(q, keys.clone(), values.clone(), true, None)?;
+                (y, LayerCache::Softmax { keys, values })
+            }
+            Some(linear) => {
+                let state = match cache {
+                    LayerCache::Linear(state) => Some(state),
+                    _ => None,
+                };
+                let (fq, fk) = linear.features(q, k, start)?;
+                let t = fq.dims()[2];
+                let (y, state) = if t == 1 {
+                    let [b, h, _, f] = fq.dims();
+                    let dv = v.dims()[3];
+                    let state =
+                        state.unwrap_or_else(|| LinearState::zeros(b, h, f, dv, &fq.device()));
+                    let (y, state) = linear_forms::recurrent_step(
+                        state,
+                        fq.reshape([b, h, f]),
+                        fk.reshape([b, h, f]),
+                        v.reshape([b, h, dv]),
+                        linear.eps,
+                    );
+                    (y.reshape([b, h, 1, dv]), state)
+                } else {
+                    linear_forms::chunked(fq, fk, v, linear.chunk_size, None, state, linear.eps)?
+                };
+                (y, LayerCache::Linear(state))
+            }
+        };
+        Ok((self.merge(y), cache))
+    }
+
+    /// Hands the projections (and the feature maps, when `with_maps`) to `visitor`.
+    /// `names` are the checkpoint names of q, k, v, o (without `.weight`/`.bias`).
+    pub fn map_weights<V: WeightVisitor<B>>(
+        mut self,
+        visitor: &mut V,
+        names: [&str; 4],
+        layout: Layout,
+        maps_prefix: Option<&str>,
+    ) -> Result<Self, WeightError> {
+        self.query = map_linear(self.query, visitor, names[0], layout)?;
+        self.key = map_linear(self.key, visitor, names[1], layout)?;
+        self.value = map_linear(self.value, visitor, names[2], layout)?;
+        self.output = map_linear(self.output, visitor, names[3], layout)?;
+        if let Some(prefix) = maps_prefix {
+            self = self.map_feature_maps(visitor, prefix)?;
+        }
+        Ok(self)
+    }
+
+    /// The trainable or constant tensors of the feature maps, under `prefix.{query,key}_map.*`.
+    pub fn map_feature_maps<V: WeightVisitor<B>>(
+        mut self,
+        visitor: &mut V,
+        prefix: &str,
+    ) -> Result<Self, WeightError> {
+        if let Some(mut linear) = self.linear.take() {
+            linear.query_map = crate::feature_maps::map_feature_map(
+                linear.query_map,
+                visitor,
+                &format!("{prefix}.query_map"),
+            )?;
+            if let Some(key_map) = linear.key_map.take() {
+                linear.key_map = Some(crate::feature_maps::map_feature_map(
+                    key_map,
+                    visitor,
+                    &format!("{prefix}.key_map"),
+                )?);
+            }
+            self.linear = Some(linear);
+        }
+        Ok(self)
+    }
+
+    /// Multiplies the `[B, T, heads·d]` GPT-2 style fused q,k,v projection into this layer.
+    pub fn map_fused_qkv<V: WeightVisitor<B>>(
+        mut self,
+        visitor: &mut V,
+        name: &str,
+    ) -> Result<Self, WeightError> {
+        let weights = visitor.fused(
+            &format!("{name}.weight"),
+            vec![
+                self.query.weight.clone(),
+                self.key.weight.clone(),
+                self.value.weight.clone(),
+            ],
+            1,
+        )?;
+        let [q, k, v]: [_; 3] = weights.try_into().expect("three parts");
+        self.query.weight = q;
+        self.key.weight = k;
+        self.value.weight = v;
+        let biases = [
+            self.query.bias.take(),
+            self.key.bias.take(),
+            self.value.bias.take(),
+        ];
+        if let [Some(bq), Some(bk), Some(bv)] = biases {
+            let loaded = visitor.fused(&format!("{name}.bias"), vec![bq, bk, bv], 0)?;
+            let [q, k, v]: [_; 3] = loaded.try_into().expect("three parts");
+            self.query.bias = Some(q);
+            self.key.bias = Some(k);
+            self.value.bias = Some(v);
+        }
+        Ok(self)
+    }
+}
+
+/// A `Linear`'s weight and optional bias under `name.weight`, `name.bias`.
+pub fn map_linear<B: Backend, V: WeightVisitor<B>>(
+    mut linear: Linear<B>,
+    visitor: &mut V,
+    name: &str,
+    layout: Layout,
+) -> Result<Linear<B>, WeightError> {
+    linear.weight = visitor.param(&format!("{name}.weight"), linear.weight, layout)?;
+    if let Some(bias) = linear.bias.take() {
+        linear.bias = Some(visitor.param(&format!("{name}.bias"), bias, Layout::AsIs)?);
+    }
+    Ok(linear)
+}
+
+/// GELU as the checkpoints define it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gelu {
+    /// `x Φ(x)` with the exact error function (BERT, ViT: HF `gelu`).
+    Exact,
+    /// The tanh approximation (GPT-2: HF `gelu_new`).
+    Tanh,
+}
+
+impl Gelu {
+    pub fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Gelu::Exact => activation::gelu(x),
+            Gelu::Tanh => activation::gelu_approximate(x),
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! BERT (Devlin et al. 2019): post-LayerNorm encoder with token-type embeddings, pooler, and
+//! heads for GLUE (single sentences, pairs, regression for STS-B) and mean-pooled sentence
+//! embeddings (sentence-transformers). Names follow HF `BertModel` /
+//! `BertForSequenceClassification`.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, Linear, LinearConfig,
+};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, activation};
+use hedgehog_attention::AttentionConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::attention::{
+    AttentionCapture, AttentionMode, Gelu, SelfAttention, SelfAttentionConfig, map_linear,
+};
+use crate::common::{
+    ModelError, check_tokens, layer_norm, map_embedding, map_layer_norm, per_layer,
+};
+use crate::weights::{Layout, SafetensorsLoader, WeightError, WeightVisitor};
+
+fn default_epsilon() -> f64 {
+    1e-12
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_activation() -> String {
+    "gelu".into()
+}
+
+/// BERT hyper-parameters with HF `config.json` names (other HF keys are ignored).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_epsilon")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    #[serde(default = "default_activation")]
+    pub hidden_act: String,
+    /// Classification labels (1 = regression, as for STS-B); `None` = encoder only.
+    #[serde(default)]
+    pub num_labels: Option<usize>,
+    /// HF writes the labels as `id2label`; its size is the number of labels.
+    #[serde(default, skip_serializing)]
+    id2label: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, rename = "hedgehog_attention")]
+    pub attention: Vec<AttentionConfig>,
+}
+
+impl BertConfig {
+    /// BERT-base uncased, 110M parameters (HF `bert-base-uncased`).
+    pub fn bert_base_uncased() -> Self {
+        Self::sized(30522, 12, 768, 12, 3072)
+    }
+
+    /// all-MiniLM-L6-v2: a 6-layer, 384-wide BERT, 22.7M parameters.
+    pub fn all_minilm_l6_v2() -> Self {
+        Self::sized(30522, 6, 384, 12, 1536)
+    }
+
+    fn sized(
+        vocab_size: usize,
+        layers: usize,
+        hidden: usize,
+        heads: usize,
+        intermediate: usize,
+    ) -> Self {
+        Self {
+            vocab_size,
+            hidden_size: hidden,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            intermediate_size: intermediate,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.1,
+            hidden_act: "gelu".into(),
+            num_labels: None,
+            id2label: None,
+            attention: Vec::new(),
+        }
+    }
+
+    pub fn with_labels(mut self, num_labels: usize) -> Self {
+        self.num_labels = Some(num_labels);
+        self
+    }
+
+    pub fn with_attention(mut self, attention: Vec<AttentionConfig>) -> Self {
+        self.attention = attention;
+        self
+    }
+
+    fn labels(&self) -> Option<usize> {
+        self.num_labels.or(self.id2label.as_ref().map(|m| m.len()))
+    }
+
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Bert<B>, ModelError> {
+        let (d, heads) = (self.hidden_size, self.num_attention_heads);
+        if heads == 0 || !d.is_multiple_of(heads) {
+            return Err(ModelError::Config(format!(
+                "hidden_size {d} is not divisible by num_attention_heads {heads}"
+            )));
+        }
+        let gelu = match self.hidden_act.as_str() {
+            "gelu" => Gelu::Exact,
+            "gelu_new" | "gelu_pytorch_tanh" => Gelu::Tanh,
+            other => {
+                return Err(ModelError::Config(format!(
+                    "BERT hidden_act `{other}` is not supported (gelu, gelu_new)"
+                )));
+            }
+        };
+        let layers = per_layer(&self.attention, self.num_hidden_layers)?
+            .into_iter()
+            .map(|attention| {
+                Ok(BertLayer {
+                    attention: SelfAttentionConfig {
+                        model_dim: d,
+                        num_heads: heads,
+                        num_kv_heads: heads,
+                        head_dim: d / heads,
+                        bias: true,
+                        causal: false,
+                        dropout: self.attention_probs_dropout_prob,
+                        rope_base: None,
+                        attention,
+                    }
+                    .init(device)?,
+                    attention_norm: layer_norm(d, self.layer_norm_eps, device),
+                    intermediate: LinearConfig::new(d, self.intermediate_size).init(device),
+                    output: LinearConfig::new(self.intermediate_size, d).init(device),
+                    output_norm: layer_norm(d, self.layer_norm_eps, device),
+                    gelu,
+                    dropout: DropoutConfig::new(self.hidden_dropout_prob).init(),
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let mut config = self.clone();
+        config.num_labels = self.labels();
+        Ok(Bert {
+            word_embeddings: EmbeddingConfig::new(self.vocab_size, d).init(device),
+            position_embeddings: EmbeddingConfig::new(self.max_position_embeddings, d).init(device),
+            token_type_embeddings: EmbeddingConfig::new(self.type_vocab_size, d).init(device),
+            embedding_norm: layer_norm(d, self.layer_norm_eps, device),
+            layers,
+            pooler: LinearConfig::new(d, d).init(device),
+            classifier: config
+                .num_labels
+                .map(|n| LinearConfig::new(d, n).init(device)),
+            dropout: DropoutConfig::new(self.hidden_dropout_prob).init(),
+            config,
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertLayer<B: Backend> {
+    pub attention: SelfAttention<B>,
+    pub attention_norm: LayerNorm<B>,
+    pub intermediate: Linear<B>,
+    pub output: Linear<B>,
+    pub output_norm: LayerNorm<B>,
+    pub gelu: Gelu,
+    pub dropout: Dropout,
+}
+
+/// BERT encoder with pooler and optional classification head. Dropout is active exactly on an
+/// autodiff backend; `model.valid()` is evaluation mode.
+#[derive(Module, Debug)]
+pub struct Bert<B: Backend> {
+    pub word_embeddings: Embedding<B>,
+    pub position_embeddings: Embedding<B>,
+    pub token_type_embeddings: Embedding<B>,
+    pub embedding_norm: LayerNorm<B>,
+    pub layers: Vec<BertLayer<B>>,
+    pub pooler: Linear<B>,
+    pub classifier: Option<Linear<B>>,
+    pub dropout: Dropout,
+    pub config: BertConfig,
+}
+
+/// Encoder outputs.
+#[derive(Debug)]
+pub struct BertOutput<B: Backend> {
+    /// `[B, T, D]`.
+    pub last_hidden_state: Tensor<B, 3>,
+    /// `tanh(W h_[CLS] + b)`: `[B, D]`.
+    pub pooled: Tensor<B, 2>,
+    /// One entry per layer when captured.
+    pub attention: Vec<AttentionCapture<B>>,
+}
+
+impl<B: Backend> Bert<B> {
+    /// `tokens, token_types: [B, T]`; `attention_mask: [B, T]` with true = real token (HF).
+    pub fn encode(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        token_types: Option<Tensor<B, 2, Int>>,
+        attention_mask: Option<Tensor<B, 2, Bool>>,
+        mode: AttentionMode,
+        capture: bool,
+    ) -> Result<BertOutput<B>, ModelError> {
+        let [b, t] = tokens.dims();
+        check_tokens(&tokens, self.config.vocab_size)?;
+        if t > self.config.max_position_embeddings {
+            return Err(ModelError::Input(format!(
+                "{t} tokens exceed max_position_embeddings {}; truncate the input",
+                self.config.max_position_embeddings
+            )));
+        }
+        let device = tokens.device();
+        let token_types = token_types.unwrap_or_else(|| Tensor::zeros([b, t], &device));
+        check_tokens(&token_types, self.config.type_vocab_size)?;
+        let positions = Tensor::<B, 1, Int>::arange(0..t as i64, &device)
+            .reshape([1, t])
+            .expand([b, t]);
+        let embedded = self.word_embeddings.forward(tokens)
+            + self.position_embeddings.forward(positions)
+            + self.token_type_embeddings.forward(token_types);
+        let mut hidden = self.dropout.forward(self.embedding_norm.forward(embedded));
+        let padding = attention_mask.map(|m| m.bool_not());
+        let mut attention = Vec::new();
+        for layer in &self.layers {
+            let (y, captured) =
+                layer
+                    .attention
+                    .forward(hidden.clone(), padding.as_ref(), mode, capture)?;
+            hidden = layer
+                .attention_norm
+                .forward(hidden + layer.dropout.forward(y));
+            let ffn = layer
+                .output
+                .forward(layer.gelu.apply(layer.intermediate.forward(hidden.clone())));
+            hidden = layer
+                .output_norm
+                .forward(hidden + layer.dropout.forward(ffn));
+            attention.extend(captured);
+        }
+        let d = self.config.hidden_size;
+        let cls = hidden.clone().slice([0..b, 0..1]).reshape([b, d]);
+        let pooled = activation::tanh(self.pooler.forward(cls));
+        Ok(BertOutput {
+            last_hidden_state: hidden,
+            pooled,
+            attention,
+        })
+    }
+
+    /// Classification (or regression, 1 label) logits `[B, labels]` from the pooled output.
+    pub fn classify(&self, output: &BertOutput<B>) -> Result<Tensor<B, 2>, ModelError> {
+        let classifier = self.classifier.as_ref().ok_or_else(|| {
+            ModelError::Config(
+                "this BERT has no classification head: set num_labels in its config".into(),
+            )
+        })?;
+        Ok(classifier.forward(self.dropout.forward(output.pooled.clone())))
+    }
+
+    /// Sentence embeddings by masked mean pooling (sentence-transformers `Pooling(mean)`): `[B, D]`.
+    pub fn mean_pool(
+        hidden: Tensor<B, 3>,
+        attention_mask: Option<Tensor<B, 2, Bool>>,
+    ) -> Tensor<B, 2> {
+        let [b, t, d] = hidden.dims();
+        match attention_mask {
+            Some(mask) => {
+                let keep = mask.float().reshape([b, t, 1]);
+                let counts = keep.clone().sum_dim(1).clamp_min(1e-9); // [B, 1, 1]
+                ((hidden * keep).sum_dim(1) / counts).reshape([b, d])
+            }
+            None => hidden.mean_dim(1).reshape([b, d]),
+        }
+    }
+
+    pub fn map_weights<V: WeightVisitor<B>>(
+        mut self,
+        visitor: &mut V,
+        with_maps: bool,
+    ) -> Result<Self, WeightError> {
+        self.word_embeddings =
+            map_embedding(self.word_embeddings, visitor, "embeddings.word_embeddings")?;
+        self.position_embeddings = map_embedding(
+            self.position_embeddings,
+            visitor,
+            "embeddings.position_embeddings",
+        )?;
+        self.token_type_embeddings = map_embedding(
+            self.token_type_embeddings,
+            visitor,
+            "embeddings.token_type_embeddings",
+        )?;
+        self.embedding_norm = map_layer_norm(self.embedding_norm, visitor, "embeddings.LayerNorm")?;
+        self.layers = self
+            .layers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut layer)| {
+                let p = format!("encoder.layer.{i}");
+                let s = format!("{p}.attention.self");
+                layer.attention = layer.attention.map_weights(
+                    visitor,
+                    [
+                        &format!("{s}.query"),
+                        &format!("{s}.key"),
+                        &format!("{s}.value"),
+                        &format!("{p}.attention.output.dense"),
+                    ],
+                    Layout::Transposed,
+                    with_maps
+                        .then_some(format!("{p}.attention.hedgehog"))
+                        .as_deref(),
+                )?;
+                layer.attention_norm = map_layer_norm(
+                    layer.attention_norm,
+                    visitor,
+                    &format!("{p}.attention.output.LayerNorm"),
+                )?;
+                layer.intermediate = map_linear(
+                    layer.intermediate,
+                    visitor,
+                    &format!("{p}.intermediate.dense"),
+                    Layout::Transposed,
+                )?;
+                layer.output = map_linear(
+                    layer.output,
+                    visitor,
+                    &format!("{p}.output.dense"),
+                    Layout::Transposed,
+                )?;
+                layer.output_norm =
+                    map_layer_norm(layer.output_norm, visitor, &format!("{p}.output.LayerNorm"))?;
+                Ok(layer)
+            })
+            .collect::<Result<_, WeightError>>()?;
+        self.pooler = map_linear(self.pooler, visitor, "pooler.dense", Layout::Transposed)?;
+        if let Some(classifier) = self.classifier.take() {
+            // The head sits outside the `bert.` namespace in HF checkpoints.
+            self.classifier = Some(map_linear(
+                classifier,
+                visitor,
+                "classifier",
+                Layout::Transposed,
+            )?);
+        }
+        Ok(self)
+    }
+
+    /// Loads an HF BERT checkpoint directory (or one saved by [`crate::checkpoint::save`]).
+    pub fn from_pretrained(
+        dir: impl AsRef<Path>,
+        attention: Option<Vec<AttentionConfig>>,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let dir = dir.as_ref();
+        let mut config: BertConfig = crate::checkpoint::read_config(dir)?;
+        let with_maps = attention.is_none()
+            && config
+                .attention
+                .iter()
+                .any(|a| a != &AttentionConfig::Softmax);
+        if let Some(attention) = attention {
+            config.attention = attention;
+        }
+        let model = config.init::<B>(device)?;
+        let mut loader = SafetensorsLoader::<B>::open(dir.join("model.safetensors"), device)?
+            .with_prefix("bert.")
+            .ignoring("embeddings.position_ids");
+        let model = model.map_weights(&mut loader, with_maps)?;
+        loader.finish()?;
+        Ok(model)
+    }
+}
+
+impl<B: Backend> crate::checkpoint::Checkpoint<B> for Bert<B> {
+    type Config = BertConfig;
+
+    fn checkpoint_config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    fn visit_weights<V: WeightVisitor<B>>(
+        self,
+        visitor: &mut V,
+        with_maps: bool,
+    ) -> Result<Self, WeightError> {
+        self.map_weights(visitor, with_maps)
+    }
+}

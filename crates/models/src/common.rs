@@ -1,0 +1,112 @@
+//! Pieces every model shares: errors, outputs, norms and embeddings with their weight names.
+
+use burn::module::Module;
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+use hedgehog_attention::{AttentionConfig, AttentionError};
+
+use crate::attention::{AttentionCapture, LayerCache};
+use crate::weights::{Layout, WeightError, WeightVisitor};
+
+/// Errors of building, loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Attention(#[from] AttentionError),
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    #[error("invalid model config: {0}")]
+    Config(String),
+    #[error("invalid input: {0}")]
+    Input(String),
+}
+
+/// What a forward pass returns: the model output and, on request, each layer's attention.
+#[derive(Debug)]
+pub struct ModelOutput<B: Backend> {
+    /// Logits `[B, T, V]` for language models, `[B, C]` heads are returned separately.
+    pub output: Tensor<B, 3>,
+    /// One entry per layer when captured, else empty.
+    pub attention: Vec<AttentionCapture<B>>,
+}
+
+/// The attention of every layer: one config repeated, or one per layer.
+pub fn per_layer(
+    attention: &[AttentionConfig],
+    layers: usize,
+) -> Result<Vec<AttentionConfig>, ModelError> {
+    match attention.len() {
+        0 => Ok(vec![AttentionConfig::Softmax; layers]),
+        1 => Ok(vec![attention[0].clone(); layers]),
+        n if n == layers => Ok(attention.to_vec()),
+        n => Err(ModelError::Config(format!(
+            "{n} attention configs for {layers} layers: give one for all layers or exactly one per layer"
+        ))),
+    }
+}
+
+pub fn layer_norm<B: Backend>(dim: usize, epsilon: f64, device: &B::Device) -> LayerNorm<B> {
+    LayerNormConfig::new(dim).with_epsilon(epsilon).init(device)
+}
+
+/// `name.weight` → γ, `name.bias` → β.
+pub fn map_layer_norm<B: Backend, V: WeightVisitor<B>>(
+    mut norm: LayerNorm<B>,
+    visitor: &mut V,
+    name: &str,
+) -> Result<LayerNorm<B>, WeightError> {
+    norm.gamma = visitor.param(&format!("{name}.weight"), norm.gamma, Layout::AsIs)?;
+    if let Some(beta) = norm.beta.take() {
+        norm.beta = Some(visitor.param(&format!("{name}.bias"), beta, Layout::AsIs)?);
+    }
+    Ok(norm)
+}
+
+pub fn map_embedding<B: Backend, V: WeightVisitor<B>>(
+    mut embedding: Embedding<B>,
+    visitor: &mut V,
+    name: &str,
+) -> Result<Embedding<B>, WeightError> {
+    embedding.weight = visitor.param(&format!("{name}.weight"), embedding.weight, Layout::AsIs)?;
+    Ok(embedding)
+}
+
+/// Token ids must lie in the vocabulary; burn's gather would otherwise read out of bounds.
+pub fn check_tokens<B: Backend>(
+    tokens: &Tensor<B, 2, Int>,
+    vocab_size: usize,
+) -> Result<(), ModelError> {
+    let max = tokens.clone().max().into_scalar();
+    let min = tokens.clone().min().into_scalar();
+    let (max, min): (i64, i64) = (
+        burn::tensor::ElementConversion::elem(max),
+        burn::tensor::ElementConversion::elem(min),
+    );
+    if min < 0 || max as usize >= vocab_size {
+        return Err(ModelError::Input(format!(
+            "token ids must be in 0..{vocab_size}, got values from {min} to {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// A decoder that can run incrementally with per-layer caches (generation).
+pub trait CausalLm<B: Backend> {
+    fn num_layers(&self) -> usize;
+    fn vocab_size(&self) -> usize;
+    /// Longest sequence the position encoding supports (`None`: unbounded, e.g. RoPE).
+    fn max_positions(&self) -> Option<usize>;
+    /// Logits `[B, t, V]` for `tokens: [B, t]` at positions `start..start+t`, extending `caches`.
+    fn forward_cached(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        caches: Vec<LayerCache<B>>,
+        start: usize,
+    ) -> Result<(Tensor<B, 3>, Vec<LayerCache<B>>), ModelError>;
+}
+
+/// Number of parameters of a module (what the presets table reports).
+pub fn parameter_count<B: Backend, M: Module<B>>(module: &M) -> usize {
+    module.num_params()
+}

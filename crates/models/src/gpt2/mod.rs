@@ -1,0 +1,367 @@
+//! GPT-2 (Radford et al. 2019): pre-LayerNorm decoder, learned positions, tied LM head.
+//! Shapes and names follow HF `transformers` `GPT2LMHeadModel`; nanoGPT is the readable
+//! reference for the forward pass.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, Linear, LinearConfig,
+};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor};
+use hedgehog_attention::AttentionConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::attention::{
+    AttentionMode, Gelu, LayerCache, SelfAttention, SelfAttentionConfig, map_linear,
+};
+use crate::common::{
+    CausalLm, ModelError, ModelOutput, check_tokens, layer_norm, map_embedding, map_layer_norm,
+    per_layer,
+};
+use crate::weights::{Layout, SafetensorsLoader, WeightError, WeightVisitor};
+
+fn default_epsilon() -> f64 {
+    1e-5
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_activation() -> String {
+    "gelu_new".into()
+}
+
+/// GPT-2 hyper-parameters, with HF `config.json` field names (other HF keys are ignored).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gpt2Config {
+    pub vocab_size: usize,
+    pub n_positions: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    /// MLP width; `None` = 4 · n_embd.
+    #[serde(default)]
+    pub n_inner: Option<usize>,
+    #[serde(default = "default_epsilon")]
+    pub layer_norm_epsilon: f64,
+    #[serde(default = "default_dropout")]
+    pub resid_pdrop: f64,
+    #[serde(default = "default_dropout")]
+    pub embd_pdrop: f64,
+    #[serde(default = "default_dropout")]
+    pub attn_pdrop: f64,
+    #[serde(default = "default_activation")]
+    pub activation_function: String,
+    /// Attention per layer: empty = softmax everywhere, one = the same for all, else one each.
+    #[serde(default, rename = "hedgehog_attention")]
+    pub attention: Vec<AttentionConfig>,
+}
+
+impl Gpt2Config {
+    /// GPT-2 small, 124M parameters (HF `gpt2`).
+    pub fn gpt2() -> Self {
+        Self::sized(12, 768, 12, 1024)
+    }
+
+    /// A 6-layer, 384-wide GPT for CPU experiments (context 512).
+    pub fn gpt2_cpu_small() -> Self {
+        Self::sized(6, 384, 6, 512)
+    }
+
+    /// A 2-layer, 128-wide GPT for tests and the quick start (context 256).
+    pub fn gpt2_tiny() -> Self {
+        Self::sized(2, 128, 4, 256)
+    }
+
+    fn sized(n_layer: usize, n_embd: usize, n_head: usize, n_positions: usize) -> Self {
+        Self {
+            vocab_size: 50257,
+            n_positions,
+            n_embd,
+            n_layer,
+            n_head,
+            n_inner: None,
+            layer_norm_epsilon: 1e-5,
+            resid_pdrop: 0.1,
+            embd_pdrop: 0.1,
+            attn_pdrop: 0.1,
+            activation_function: "gelu_new".into(),
+            attention: Vec::new(),
+        }
+    }
+
+    pub fn with_attention(mut self, attention: Vec<AttentionConfig>) -> Self {
+        self.attention = attention;
+        self
+    }
+
+    fn gelu(&self) -> Result<Gelu, ModelError> {
+        match self.activation_function.as_str() {
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(Gelu::Tanh),
+            "gelu" => Ok(Gelu::Exact),
+            other => Err(ModelError::Config(format!(
+                "GPT-2 activation_function `{other}` is not supported (gelu_new, gelu_pytorch_tanh, gelu)"
+            ))),
+        }
+    }
+
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Gpt2<B>, ModelError> {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
+            return Err(ModelError::Config(format!(
+                "n_embd {} is not divisible by n_head {}",
+                self.n_embd, self.n_head
+            )));
+        }
+        let attention = per_layer(&self.attention, self.n_layer)?;
+        let gelu = self.gelu()?;
+        let inner = self.n_inner.unwrap_or(4 * self.n_embd);
+        let blocks = attention
+            .into_iter()
+            .map(|attention| {
+                Ok(Gpt2Block {
+                    ln_1: layer_norm(self.n_embd, self.layer_norm_epsilon, device),
+                    attn: SelfAttentionConfig {
+                        model_dim: self.n_embd,
+                        num_heads: self.n_head,
+                        num_kv_heads: self.n_head,
+                        head_dim: self.n_embd / self.n_head,
+                        bias: true,
+                        causal: true,
+                        dropout: self.attn_pdrop,
+                        rope_base: None,
+                        attention,
+                    }
+                    .init(device)?,
+                    ln_2: layer_norm(self.n_embd, self.layer_norm_epsilon, device),
+                    fc: LinearConfig::new(self.n_embd, inner).init(device),
+                    proj: LinearConfig::new(inner, self.n_embd).init(device),
+                    gelu,
+                    dropout: DropoutConfig::new(self.resid_pdrop).init(),
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        Ok(Gpt2 {
+            wte: EmbeddingConfig::new(self.vocab_size, self.n_embd).init(device),
+            wpe: EmbeddingConfig::new(self.n_positions, self.n_embd).init(device),
+            blocks,
+            ln_f: layer_norm(self.n_embd, self.layer_norm_epsilon, device),
+            dropout: DropoutConfig::new(self.embd_pdrop).init(),
+            config: self.clone(),
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gpt2Block<B: Backend> {
+    pub ln_1: LayerNorm<B>,
+    pub attn: SelfAttention<B>,
+    pub ln_2: LayerNorm<B>,
+    pub fc: Linear<B>,
+    pub proj: Linear<B>,
+    pub gelu: Gelu,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> Gpt2Block<B> {
+    fn mlp(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.dropout.forward(
+            self.proj
+                .forward(self.gelu.apply(self.fc.forward(self.ln_2.forward(x)))),
+        )
+    }
+}
+
+/// GPT-2 language model. Dropout is active exactly when it runs on an autodiff backend
+/// (training); `model.valid()` is evaluation mode.
+#[derive(Module, Debug)]
+pub struct Gpt2<B: Backend> {
+    pub wte: Embedding<B>,
+    pub wpe: Embedding<B>,
+    pub blocks: Vec<Gpt2Block<B>>,
+    pub ln_f: LayerNorm<B>,
+    pub dropout: Dropout,
+    pub config: Gpt2Config,
+}
+
+impl<B: Backend> Gpt2<B> {
+    fn embed(&self, tokens: Tensor<B, 2, Int>, start: usize) -> Result<Tensor<B, 3>, ModelError> {
+        let [b, t] = tokens.dims();
+        check_tokens(&tokens, self.config.vocab_size)?;
+        if start + t > self.config.n_positions {
+            return Err(ModelError::Input(format!(
+                "sequence reaches position {}, GPT-2 has {} positions (n_positions)",
+                start + t,
+                self.config.n_positions
+            )));
+        }
+        let positions =
+            Tensor::<B, 1, Int>::arange(start as i64..(start + t) as i64, &tokens.device())
+                .reshape([1, t])
+                .expand([b, t]);
+        Ok(self
+            .dropout
+            .forward(self.wte.forward(tokens) + self.wpe.forward(positions)))
+    }
+
+    /// Tied LM head: `h · wteᵀ`.
+    fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, t, d] = hidden.dims();
+        let vocab = self.config.vocab_size;
+        self.ln_f
+            .forward(hidden)
+            .reshape([b * t, d])
+            .matmul(self.wte.weight.val().transpose())
+            .reshape([b, t, vocab])
+    }
+
+    /// Logits `[B, T, V]` for `tokens: [B, T]`; `key_padding: [B, T]` (true = padding).
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+        mode: AttentionMode,
+        capture: bool,
+    ) -> Result<ModelOutput<B>, ModelError> {
+        let mut hidden = self.embed(tokens, 0)?;
+        let mut attention = Vec::new();
+        for block in &self.blocks {
+            let (y, captured) = block.attn.forward(
+                block.ln_1.forward(hidden.clone()),
+                key_padding,
+                mode,
+                capture,
+            )?;
+            hidden = hidden + block.dropout.forward(y);
+            hidden = hidden.clone() + block.mlp(hidden);
+            attention.extend(captured);
+        }
+        Ok(ModelOutput {
+            output: self.logits(hidden),
+            attention,
+        })
+    }
+
+    /// Every parameter under its HF name; with `with_maps`, the feature maps too.
+    pub fn map_weights<V: WeightVisitor<B>>(
+        mut self,
+        visitor: &mut V,
+        with_maps: bool,
+    ) -> Result<Self, WeightError> {
+        self.wte = map_embedding(self.wte, visitor, "wte")?;
+        self.wpe = map_embedding(self.wpe, visitor, "wpe")?;
+        self.blocks = self
+            .blocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut block)| {
+                let p = format!("h.{i}");
+                block.ln_1 = map_layer_norm(block.ln_1, visitor, &format!("{p}.ln_1"))?;
+                // Conv1D stores [in, out] like burn's Linear: no transpose.
+                block.attn = block
+                    .attn
+                    .map_fused_qkv(visitor, &format!("{p}.attn.c_attn"))?;
+                block.attn.output = map_linear(
+                    block.attn.output,
+                    visitor,
+                    &format!("{p}.attn.c_proj"),
+                    Layout::AsIs,
+                )?;
+                if with_maps {
+                    block.attn = block
+                        .attn
+                        .map_feature_maps(visitor, &format!("{p}.attn.hedgehog"))?;
+                }
+                block.ln_2 = map_layer_norm(block.ln_2, visitor, &format!("{p}.ln_2"))?;
+                block.fc = map_linear(block.fc, visitor, &format!("{p}.mlp.c_fc"), Layout::AsIs)?;
+                block.proj = map_linear(
+                    block.proj,
+                    visitor,
+                    &format!("{p}.mlp.c_proj"),
+                    Layout::AsIs,
+                )?;
+                Ok(block)
+            })
+            .collect::<Result<_, WeightError>>()?;
+        self.ln_f = map_layer_norm(self.ln_f, visitor, "ln_f")?;
+        Ok(self)
+    }
+
+    /// Loads an HF GPT-2 checkpoint directory (`config.json` + `model.safetensors`), or one
+    /// saved by [`crate::checkpoint::save`]. `attention` overrides the checkpoint's attention.
+    pub fn from_pretrained(
+        dir: impl AsRef<Path>,
+        attention: Option<Vec<AttentionConfig>>,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let dir = dir.as_ref();
+        let mut config: Gpt2Config = crate::checkpoint::read_config(dir)?;
+        let with_maps = attention.is_none()
+            && config
+                .attention
+                .iter()
+                .any(|a| a != &AttentionConfig::Softmax);
+        if let Some(attention) = attention {
+            config.attention = attention;
+        }
+        let model = config.init::<B>(device)?;
+        let mut loader = SafetensorsLoader::<B>::open(dir.join("model.safetensors"), device)?
+            .with_prefix("transformer.")
+            .ignoring(".attn.bias")
+            .ignoring(".attn.masked_bias")
+            .ignoring("lm_head.weight");
+        let model = model.map_weights(&mut loader, with_maps)?;
+        loader.finish()?;
+        Ok(model)
+    }
+}
+
+impl<B: Backend> CausalLm<B> for Gpt2<B> {
+    fn num_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn max_positions(&self) -> Option<usize> {
+        Some(self.config.n_positions)
+    }
+
+    fn forward_cached(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        caches: Vec<LayerCache<B>>,
+        start: usize,
+    ) -> Result<(Tensor<B, 3>, Vec<LayerCache<B>>), ModelError> {
+        let mut hidden = self.embed(tokens, start)?;
+        let mut next = Vec::with_capacity(self.blocks.len());
+        for (block, cache) in self.blocks.iter().zip(caches) {
+            let (y, cache) =
+                block
+                    .attn
+                    .forward_cached(block.ln_1.forward(hidden.clone()), cache, start)?;
+            hidden = hidden + block.dropout.forward(y);
+            hidden = hidden.clone() + block.mlp(hidden);
+            next.push(cache);
+        }
+        Ok((self.logits(hidden), next))
+    }
+}
+
+impl<B: Backend> crate::checkpoint::Checkpoint<B> for Gpt2<B> {
+    type Config = Gpt2Config;
+
+    fn checkpoint_config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    fn visit_weights<V: WeightVisitor<B>>(
+        self,
+        visitor: &mut V,
+        with_maps: bool,
+    ) -> Result<Self, WeightError> {
+        self.map_weights(visitor, with_maps)
+    }
+}

@@ -1,0 +1,23 @@
+//! The model zoo: GPT-2, BERT, ViT and a Llama-style decoder, each with any attention of
+//! `hedgehog-attention` per layer, HF safetensors weights in and out, and generation.
+//!
+//! - [`gpt2`], [`bert`], [`vit`], [`llama`]: one folder a model (config, model, weight names).
+//! - [`attention`]: the shared self-attention layer (RoPE, grouped-query heads, conversion mode).
+//! - [`weights`], [`checkpoint`]: name-mapped weight IO; saving converted models.
+//! - [`generation`]: greedy, top-k and top-p decoding with constant-memory linear layers.
+
+pub mod attention;
+pub mod bert;
+pub mod checkpoint;
+pub mod common;
+pub mod feature_maps;
+pub mod generation;
+pub mod gpt2;
+mod io;
+pub mod llama;
+pub mod tokenizer;
+pub mod vit;
+pub mod weights;
+
+pub use attention::{AttentionCapture, AttentionMode, LayerCache};
+pub use common::{CausalLm, ModelError, ModelOutput};

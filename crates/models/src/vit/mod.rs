@@ -1,0 +1,415 @@
+//! ViT (Dosovitskiy et al. 2021): patch embedding, [CLS] token, learned positions, pre-LN
+//! encoder, classifier on the final [CLS]. Names follow HF `ViTForImageClassification`.
+
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, LinearConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor};
+use hedgehog_attention::AttentionConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::attention::{
+    AttentionCapture, AttentionMode, Gelu, SelfAttention, SelfAttentionConfig, map_linear,
+};
+use crate::common::{ModelError, layer_norm, map_layer_norm, per_layer};
+use crate::weights::{Layout, SafetensorsLoader, WeightError, WeightVisitor};
+
+fn default_epsilon() -> f64 {
+    1e-12
+}
+fn default_dropout() -> f64 {
+    0.0
+}
+fn default_true() -> bool {
+    true
+}
+fn default_activation() -> String {
+    "gelu".into()
+}
+
+/// ViT hyper-parameters with HF `config.json` names (other HF keys are ignored).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VitConfig {
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub num_channels: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_epsilon")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    #[serde(default = "default_true")]
+    pub qkv_bias: bool,
+    #[serde(default = "default_activation")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub num_labels: Option<usize>,
+    #[serde(default, skip_serializing)]
+    id2label: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, rename = "hedgehog_attention")]
+    pub attention: Vec<AttentionConfig>,
+}
+
+impl VitConfig {
+    /// ViT-B/16 at 224×224 with the ImageNet-1k head, 86.6M parameters.
+    pub fn vit_base_patch16_224() -> Self {
+        Self::sized(224, 16, 3, 768, 12, 12, 3072, 1000)
+    }
+
+    /// A 4-layer, 128-wide ViT on 28×28 single-channel images (MNIST), patch 7.
+    pub fn vit_tiny_28() -> Self {
+        Self::sized(28, 7, 1, 128, 4, 4, 256, 10)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sized(
+        image_size: usize,
+        patch_size: usize,
+        num_channels: usize,
+        hidden: usize,
+        layers: usize,
+        heads: usize,
+        intermediate: usize,
+        labels: usize,
+    ) -> Self {
+        Self {
+            image_size,
+            patch_size,
+            num_channels,
+            hidden_size: hidden,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            intermediate_size: intermediate,
+            layer_norm_eps: 1e-12,
+            hidden_dropout_prob: 0.0,
+            attention_probs_dropout_prob: 0.0,
+            qkv_bias: true,
+            hidden_act: "gelu".into(),
+            num_labels: Some(labels),
+            id2label: None,
+            attention: Vec::new(),
+        }
+    }
+
+    pub fn with_attention(mut self, attention: Vec<AttentionConfig>) -> Self {
+        self.attention = attention;
+        self
+    }
+
+    pub fn num_patches(&self) -> usize {
+        (self.image_size / self.patch_size).pow(2)
+    }
+
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Vit<B>, ModelError> {
+        let (d, heads) = (self.hidden_size, self.num_attention_heads);
+        if heads == 0 || !d.is_multiple_of(heads) {
+            return Err(ModelError::Config(format!(
+                "hidden_size {d} is not divisible by num_attention_heads {heads}"
+            )));
+        }
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
+            return Err(ModelError::Config(format!(
+                "image_size {} is not a multiple of patch_size {}",
+                self.image_size, self.patch_size
+            )));
+        }
+        let gelu = match self.hidden_act.as_str() {
+            "gelu" => Gelu::Exact,
+            "gelu_new" | "gelu_pytorch_tanh" => Gelu::Tanh,
+            other => {
+                return Err(ModelError::Config(format!(
+                    "ViT hidden_act `{other}` is not supported (gelu, gelu_new)"
+                )));
+            }
+        };
+        let layers = per_layer(&self.attention, self.num_hidden_layers)?
+            .into_iter()
+            .map(|attention| {
+                Ok(VitLayer {
+                    norm_before: layer_norm(d, self.layer_norm_eps, device),
+                    attention: SelfAttentionConfig {
+                        model_dim: d,
+                        num_heads: heads,
+                        num_kv_heads: heads,
+                        head_dim: d / heads,
+                        bias: self.qkv_bias,
+                        causal: false,
+                        dropout: self.attention_probs_dropout_prob,
+                        rope_base: None,
+                        attention,
+                    }
+                    .init(device)?,
+                    norm_after: layer_norm(d, self.layer_norm_eps, device),
+                    intermediate: LinearConfig::new(d, self.intermediate_size).init(device),
+                    output: LinearConfig::new(self.intermediate_size, d).init(device),
+                    gelu,
+                    dropout: DropoutConfig::new(self.hidden_dropout_prob).init(),
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let mut config = self.clone();
+        config.num_labels = self.num_labels.or(self.id2label.as_ref().map(|m| m.len()));
+        let p = self.patch_size;
+        let init = Distribution::Normal(0.0, 0.02);
+        Ok(Vit {
+            patch_projection: Param::from_tensor(Tensor::random(
+                [d, self.num_channels, p, p],
+                init,
+                device,
+            )),
+            patch_bias: Param::from_tensor(Tensor::zeros([d], device)),
+            cls_token: Param::from_tensor(Tensor::random([1, 1, d], init, device)),
+            position_embeddings: Param::from_tensor(Tensor::random(
+                [1, self.num_patches() + 1, d],
+                init,
+                device,
+            )),
+            layers,
+            final_norm: layer_norm(d, self.layer_norm_eps, device),
+            classifier: config
+                .num_labels
+                .map(|n| LinearConfig::new(d, n).init(device)),
+            dropout: DropoutConfig::new(self.hidden_dropout_prob).init(),
+            config,
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct VitLayer<B: Backend> {
+    pub norm_before: LayerNorm<B>,
+    pub attention: SelfAttention<B>,
+    pub norm_after: LayerNorm<B>,
+    pub intermediate: Linear<B>,
+    pub output: Linear<B>,
+    pub gelu: Gelu,
+    pub dropout: Dropout,
+}
+
+/// Vision Transformer classifier. Dropout is active exactly on an autodiff backend.
+#[derive(Module, Debug)]
+pub struct Vit<B: Backend> {
+    /// The patch convolution, HF layout `[D, C, p, p]`.
+    pub patch_projection: Param<Tensor<B, 4>>,
+    pub patch_bias: Param<Tensor<B, 1>>,
+    pub cls_token: Param<Tensor<B, 3>>,
+    pub position_embeddings: Param<Tensor<B, 3>>,
+    pub layers: Vec<VitLayer<B>>,
+    pub final_norm: LayerNorm<B>,
+    pub classifier: Option<Linear<B>>,
+    pub dropout: Dropout,
+    pub config: VitConfig,
+}
+
+/// ViT outputs.
+#[derive(Debug)]
+pub struct VitOutput<B: Backend> {
+    /// Encoder output before the final LayerNorm: `[B, 1 + N, D]`.
+    pub encoder_output: Tensor<B, 3>,
+    /// Class logits `[B, labels]` (when the model has a head).
+    pub logits: Option<Tensor<B, 2>>,
+    pub attention: Vec<AttentionCapture<B>>,
+}
+
+impl<B: Backend> Vit<B> {
+    /// Non-overlapping `p × p` patches, flattened in the convolution's `(c, i, j)` order:
+    /// `[B, C, H, W]` → `[B, N, C·p·p]`.
+    fn patches(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [b, c, h, w] = images.dims();
+        let p = self.config.patch_size;
+        let (gh, gw) = (h / p, w / p);
+        images
+            .reshape([b, c, gh, p, gw, p])
+            .permute([0, 2, 4, 1, 3, 5]) // [B, gh, gw, C, p, p]
+            .reshape([b, gh * gw, c * p * p])
+    }
+
+    /// `images: [B, C, H, W]` (already normalised).
+    pub fn forward(
+        &self,
+        images: Tensor<B, 4>,
+        mode: AttentionMode,
+        capture: bool,
+    ) -> Result<VitOutput<B>, ModelError> {
+        let [b, c, h, w] = images.dims();
+        let cfg = &self.config;
+        if c != cfg.num_channels || h != cfg.image_size || w != cfg.image_size {
+            return Err(ModelError::Input(format!(
+                "images must be [B, {}, {}, {}], got [{b}, {c}, {h}, {w}]",
+                cfg.num_channels, cfg.image_size, cfg.image_size
+            )));
+        }
+        let d = cfg.hidden_size;
+        let p = cfg.patch_size;
+        let kernel = self
+            .patch_projection
+            .val()
+            .reshape([d, c * p * p])
+            .transpose(); // [C·p·p, D]
+        let n = cfg.num_patches();
+        let patches = self
+            .patches(images)
+            .reshape([b * n, c * p * p])
+            .matmul(kernel)
+            .reshape([b, n, d])
+            + self.patch_bias.val().reshape([1, 1, d]);
+        let cls = self.cls_token.val().expand([b, 1, d]);
+        let mut hidden = self
+            .dropout
+            .forward(Tensor::cat(vec![cls, patches], 1) + self.position_embeddings.val());
+        let mut attention = Vec::new();
+        for layer in &self.layers {
+            let (y, captured) = layer.attention.forward(
+                layer.norm_before.forward(hidden.clone()),
+                None,
+                mode,
+                capture,
+            )?;
+            hidden = hidden + layer.dropout.forward(y);
+            let ffn = layer.output.forward(
+                layer.gelu.apply(
+                    layer
+                        .intermediate
+                        .forward(layer.norm_after.forward(hidden.clone())),
+                ),
+            );
+            hidden = hidden + layer.dropout.forward(ffn);
+            attention.extend(captured);
+        }
+        let logits = self.classifier.as_ref().map(|classifier| {
+            let cls = self
+                .final_norm
+                .forward(hidden.clone())
+                .slice([0..b, 0..1])
+                .reshape([b, d]);
+            classifier.forward(cls)
+        });
+        Ok(VitOutput {
+            encoder_output: hidden,
+            logits,
+            attention,
+        })
+    }
+
+    pub fn map_weights<V: WeightVisitor<B>>(
+        mut self,
+        visitor: &mut V,
+        with_maps: bool,
+    ) -> Result<Self, WeightError> {
+        let e = "embeddings";
+        self.cls_token = visitor.param(&format!("{e}.cls_token"), self.cls_token, Layout::AsIs)?;
+        self.position_embeddings = visitor.param(
+            &format!("{e}.position_embeddings"),
+            self.position_embeddings,
+            Layout::AsIs,
+        )?;
+        self.patch_projection = visitor.param(
+            &format!("{e}.patch_embeddings.projection.weight"),
+            self.patch_projection,
+            Layout::AsIs,
+        )?;
+        self.patch_bias = visitor.param(
+            &format!("{e}.patch_embeddings.projection.bias"),
+            self.patch_bias,
+            Layout::AsIs,
+        )?;
+        self.layers = self
+            .layers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut layer)| {
+                let p = format!("encoder.layer.{i}");
+                let a = format!("{p}.attention.attention");
+                layer.norm_before =
+                    map_layer_norm(layer.norm_before, visitor, &format!("{p}.layernorm_before"))?;
+                layer.attention = layer.attention.map_weights(
+                    visitor,
+                    [
+                        &format!("{a}.query"),
+                        &format!("{a}.key"),
+                        &format!("{a}.value"),
+                        &format!("{p}.attention.output.dense"),
+                    ],
+                    Layout::Transposed,
+                    with_maps
+                        .then_some(format!("{p}.attention.hedgehog"))
+                        .as_deref(),
+                )?;
+                layer.norm_after =
+                    map_layer_norm(layer.norm_after, visitor, &format!("{p}.layernorm_after"))?;
+                layer.intermediate = map_linear(
+                    layer.intermediate,
+                    visitor,
+                    &format!("{p}.intermediate.dense"),
+                    Layout::Transposed,
+                )?;
+                layer.output = map_linear(
+                    layer.output,
+                    visitor,
+                    &format!("{p}.output.dense"),
+                    Layout::Transposed,
+                )?;
+                Ok(layer)
+            })
+            .collect::<Result<_, WeightError>>()?;
+        self.final_norm = map_layer_norm(self.final_norm, visitor, "layernorm")?;
+        if let Some(classifier) = self.classifier.take() {
+            self.classifier = Some(map_linear(
+                classifier,
+                visitor,
+                "classifier",
+                Layout::Transposed,
+            )?);
+        }
+        Ok(self)
+    }
+
+    /// Loads an HF ViT checkpoint directory (or one saved by [`crate::checkpoint::save`]).
+    pub fn from_pretrained(
+        dir: impl AsRef<Path>,
+        attention: Option<Vec<AttentionConfig>>,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let dir = dir.as_ref();
+        let mut config: VitConfig = crate::checkpoint::read_config(dir)?;
+        let with_maps = attention.is_none()
+            && config
+                .attention
+                .iter()
+                .any(|a| a != &AttentionConfig::Softmax);
+        if let Some(attention) = attention {
+            config.attention = attention;
+        }
+        let model = config.init::<B>(device)?;
+        let mut loader = SafetensorsLoader::<B>::open(dir.join("model.safetensors"), device)?
+            .with_prefix("vit.")
+            .ignoring("pooler.dense.weight")
+            .ignoring("pooler.dense.bias");
+        let model = model.map_weights(&mut loader, with_maps)?;
+        loader.finish()?;
+        Ok(model)
+    }
+}
+
+impl<B: Backend> crate::checkpoint::Checkpoint<B> for Vit<B> {
+    type Config = VitConfig;
+
+    fn checkpoint_config(&self) -> &VitConfig {
+        &self.config
+    }
+
+    fn visit_weights<V: WeightVisitor<B>>(
+        self,
+        visitor: &mut V,
+        with_maps: bool,
+    ) -> Result<Self, WeightError> {
+        self.map_weights(visitor, with_maps)
+    }
+}
