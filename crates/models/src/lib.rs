@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod common;
 pub mod feature_maps;
 pub mod generation;
+pub mod gguf;
 pub mod gpt2;
 mod io;
 pub mod llama;

@@ -111,10 +111,12 @@ fn replace<B: Backend, const D: usize>(
     Param::initialized(param.id, value.set_require_grad(param.is_require_grad()))
 }
 
-/// A loaded tensor: shape and f32 values.
+/// A stored tensor, converted to f32 only when the model asks for it (checkpoints also hold
+/// integer buffers such as BERT's `position_ids`).
 struct Stored {
     shape: Vec<usize>,
-    values: Vec<f32>,
+    dtype: Dtype,
+    bytes: Vec<u8>,
 }
 
 /// Loads parameters from one or more safetensors files (sharded checkpoints list several).
@@ -142,23 +144,12 @@ impl<B: Backend> SafetensorsLoader<B> {
         })?;
         let mut tensors = BTreeMap::new();
         for (name, view) in file.tensors() {
-            let values = to_f32(&path, &name, view.dtype(), view.data())?;
-            let expected: usize = view.shape().iter().product();
-            if values.len() != expected {
-                return Err(WeightError::Corrupt {
-                    path,
-                    reason: format!(
-                        "tensor `{name}` holds {} values for shape {:?}",
-                        values.len(),
-                        view.shape()
-                    ),
-                });
-            }
             tensors.insert(
                 name,
                 Stored {
                     shape: view.shape().to_vec(),
-                    values,
+                    dtype: view.dtype(),
+                    bytes: view.data().to_vec(),
                 },
             );
         }
@@ -219,8 +210,9 @@ impl<B: Backend> SafetensorsLoader<B> {
                 found: stored.shape.clone(),
             });
         }
+        let values = to_f32(&self.path, &full, stored.dtype, &stored.bytes)?;
         let tensor = Tensor::<B, D>::from_data(
-            TensorData::new(stored.values.clone(), stored.shape.clone()).convert::<B::FloatElem>(),
+            TensorData::new(values, stored.shape.clone()).convert::<B::FloatElem>(),
             &self.device,
         );
         self.used.insert(full);

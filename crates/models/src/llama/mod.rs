@@ -2,6 +2,9 @@
 //! attention and a SwiGLU MLP. Names follow HF `LlamaForCausalLM`; SmolLM2-135M is the preset.
 //! Feature maps of a linear attention apply after RoPE (LoLCATs' convention).
 
+mod gguf;
+pub use gguf::gguf_tokenizer;
+
 use std::path::Path;
 
 use burn::module::Module;
