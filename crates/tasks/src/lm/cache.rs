@@ -1,0 +1,107 @@
+//! Binary token caches: a split tokenised once, stored as little-endian u32 beside a header
+//! that records the source file's hash and the tokenizer, memory-mapped on later runs and
+//! rebuilt when either changes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::error::{DataError, io_error};
+
+const MAGIC: &[u8; 8] = b"HHTOKv1\0";
+const HEADER: usize = 8 + 8 + 64 + 8;
+
+/// FNV-1a, 64 bit: a stable content hash (std's hasher may change between Rust releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// A memory-mapped token file.
+pub struct TokenFile {
+    map: Mmap,
+    pub path: PathBuf,
+    /// Whether this call tokenised the source (false: the cache was reused).
+    pub rebuilt: bool,
+}
+
+impl TokenFile {
+    pub fn tokens(&self) -> &[u32] {
+        let body = &self.map[HEADER..];
+        // The body starts at a multiple of 8 of a page-aligned map, so u32 alignment holds.
+        let (prefix, tokens, suffix) = unsafe { body.align_to::<u32>() };
+        assert!(
+            prefix.is_empty() && suffix.is_empty(),
+            "token cache body misaligned"
+        );
+        tokens
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn header(source_hash: u64, tokenizer: &str, count: u64) -> Vec<u8> {
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&source_hash.to_le_bytes());
+    let mut name = [0u8; 64];
+    let bytes = tokenizer.as_bytes();
+    name[..bytes.len().min(64)].copy_from_slice(&bytes[..bytes.len().min(64)]);
+    header.extend_from_slice(&name);
+    header.extend_from_slice(&count.to_le_bytes());
+    header
+}
+
+/// The cached tokens of `source` under `tokenizer` (a name identifying it, e.g. `gpt2-r50k`),
+/// in `cache_dir`; `tokenize` runs only when the cache is missing or stale.
+pub fn token_file(
+    source: &Path,
+    tokenizer: &str,
+    cache_dir: &Path,
+    tokenize: impl FnOnce(&str) -> Result<Vec<u32>, DataError>,
+) -> Result<TokenFile, DataError> {
+    let bytes = std::fs::read(source).map_err(io_error(source))?;
+    let hash = fnv1a(&bytes);
+    let stem = source
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let path = cache_dir.join(format!("{stem}.{tokenizer}.bin"));
+    let fresh = |path: &Path| -> Option<bool> {
+        let existing = std::fs::read(path).ok()?;
+        let count = u64::from_le_bytes(existing.get(HEADER - 8..HEADER)?.try_into().ok()?);
+        Some(
+            existing.len() == HEADER + 4 * count as usize
+                && existing[..HEADER] == header(hash, tokenizer, count)[..],
+        )
+    };
+    let rebuilt = fresh(&path) != Some(true);
+    if rebuilt {
+        let text = String::from_utf8(bytes).map_err(|e| DataError::Invalid {
+            path: source.to_path_buf(),
+            reason: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        })?;
+        let tokens = tokenize(&text)?;
+        std::fs::create_dir_all(cache_dir).map_err(io_error(cache_dir))?;
+        let partial = path.with_extension("bin.partial");
+        let mut file = std::fs::File::create(&partial).map_err(io_error(&partial))?;
+        file.write_all(&header(hash, tokenizer, tokens.len() as u64))
+            .map_err(io_error(&partial))?;
+        let body: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+        file.write_all(&body).map_err(io_error(&partial))?;
+        file.sync_all().map_err(io_error(&partial))?;
+        std::fs::rename(&partial, &path).map_err(io_error(&path))?;
+    }
+    let file = std::fs::File::open(&path).map_err(io_error(&path))?;
+    // Safety: the cache file is written atomically (rename) and not modified while mapped.
+    let map = unsafe { Mmap::map(&file) }.map_err(io_error(&path))?;
+    Ok(TokenFile { map, path, rebuilt })
+}
