@@ -8,6 +8,18 @@ lengths := "256,1024,4096,16384"
 default:
     @just --list
 
+# Run an experiment spec: `just run experiments/quickstart.yaml --set stages.0.steps=10`.
+run spec *ARGS:
+    cargo run --release -p hedgehog-cli -- run {{spec}} {{ARGS}}
+
+# The README's main command: a tiny GPT trained, converted to Hedgehog, finetuned, compared.
+quickstart:
+    cargo run --release -p hedgehog-cli -- run experiments/quickstart.yaml
+
+# Parse and check every committed spec.
+validate:
+    cargo run -p hedgehog-cli -- validate experiments/*.yaml
+
 # Format check, clippy (warnings are errors) and the whole test suite.
 test:
     cargo fmt --all -- --check

@@ -92,6 +92,8 @@ pub struct SelfAttentionConfig {
     pub dropout: f64,
     pub rope_base: Option<f64>,
     pub attention: AttentionConfig,
+    /// Initialiser of the projections (`None`: burn's default); GPT-2 uses N(0, 0.02).
+    pub initializer: Option<burn::nn::Initializer>,
 }
 
 impl SelfAttentionConfig {
@@ -105,18 +107,20 @@ impl SelfAttentionConfig {
                 ),
             });
         }
-        let projection = |out: usize| {
-            LinearConfig::new(self.model_dim, out)
-                .with_bias(self.bias)
-                .init(device)
+        let linear = |input: usize, out: usize| {
+            let config = LinearConfig::new(input, out).with_bias(self.bias);
+            match &self.initializer {
+                Some(initializer) => config.with_initializer(initializer.clone()),
+                None => config,
+            }
+            .init(device)
         };
+        let projection = |out: usize| linear(self.model_dim, out);
         Ok(SelfAttention {
             query: projection(self.num_heads * self.head_dim),
             key: projection(self.num_kv_heads * self.head_dim),
             value: projection(self.num_kv_heads * self.head_dim),
-            output: LinearConfig::new(self.num_heads * self.head_dim, self.model_dim)
-                .with_bias(self.bias)
-                .init(device),
+            output: linear(self.num_heads * self.head_dim, self.model_dim),
             linear: self
                 .attention
                 .init_linear(self.head_dim, self.num_heads, device)?,

@@ -11,9 +11,11 @@ use burn::tensor::backend::Backend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use hedgehog_attention::AttentionConfig;
+
 use crate::common::ModelError;
 use crate::io::{read_text, write_atomic};
-use crate::weights::{TensorCollector, WeightError, WeightVisitor};
+use crate::weights::{SafetensorsLoader, TensorCollector, WeightError, WeightVisitor};
 
 /// Parses `dir/config.json` into a model config, naming the file and the field on error.
 pub fn read_config<C: DeserializeOwned>(dir: &Path) -> Result<C, ModelError> {
@@ -27,9 +29,14 @@ pub fn read_config<C: DeserializeOwned>(dir: &Path) -> Result<C, ModelError> {
     })
 }
 
-/// A model that can be written as a checkpoint directory.
+/// A model that can be written as a checkpoint directory and read back from one.
 pub trait Checkpoint<B: Backend>: Clone + Sized {
-    type Config: Serialize;
+    type Config: Serialize + DeserializeOwned;
+    /// The config's per-layer attention (`hedgehog_attention` in `config.json`).
+    fn attention_of(config: &mut Self::Config) -> &mut Vec<AttentionConfig>;
+    fn from_config(config: &Self::Config, device: &B::Device) -> Result<Self, ModelError>;
+    /// Head prefixes HF writes and stored tensors the model need not use.
+    fn loader(loader: SafetensorsLoader<B>, config: &Self::Config) -> SafetensorsLoader<B>;
     fn checkpoint_config(&self) -> &Self::Config;
     /// The weight table; `with_maps` includes the feature maps.
     fn visit_weights<V: WeightVisitor<B>>(
@@ -53,4 +60,28 @@ pub fn save<B: Backend, M: Checkpoint<B>>(
         .map_err(|e| ModelError::Config(e.to_string()))?;
     write_atomic(&dir.join("config.json"), config.as_bytes())?;
     Ok(())
+}
+
+/// Loads `dir/config.json` + `dir/model.safetensors`: an HF checkpoint, or one written by
+/// [`save`]. `attention` replaces the checkpoint's attention (its feature maps then start fresh);
+/// `None` keeps it and loads the saved maps.
+pub fn load<B: Backend, M: Checkpoint<B>>(
+    dir: &Path,
+    attention: Option<Vec<AttentionConfig>>,
+    device: &B::Device,
+) -> Result<M, ModelError> {
+    let mut config: M::Config = read_config(dir)?;
+    let current = M::attention_of(&mut config);
+    let with_maps = attention.is_none() && current.iter().any(|a| a != &AttentionConfig::Softmax);
+    if let Some(attention) = attention {
+        *current = attention;
+    }
+    let model = M::from_config(&config, device)?;
+    let mut loader = M::loader(
+        SafetensorsLoader::<B>::open(dir.join("model.safetensors"), device)?,
+        &config,
+    );
+    let model = model.visit_weights(&mut loader, with_maps)?;
+    loader.finish()?;
+    Ok(model)
 }

@@ -144,6 +144,7 @@ impl BertConfig {
                         dropout: self.attention_probs_dropout_prob,
                         rope_base: None,
                         attention,
+                        initializer: None,
                     }
                     .init(device)?,
                     attention_norm: layer_norm(d, self.layer_norm_eps, device),
@@ -371,28 +372,26 @@ impl<B: Backend> Bert<B> {
         attention: Option<Vec<AttentionConfig>>,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        let dir = dir.as_ref();
-        let mut config: BertConfig = crate::checkpoint::read_config(dir)?;
-        let with_maps = attention.is_none()
-            && config
-                .attention
-                .iter()
-                .any(|a| a != &AttentionConfig::Softmax);
-        if let Some(attention) = attention {
-            config.attention = attention;
-        }
-        let model = config.init::<B>(device)?;
-        let mut loader = SafetensorsLoader::<B>::open(dir.join("model.safetensors"), device)?
-            .with_prefix("bert.")
-            .ignoring("embeddings.position_ids");
-        let model = model.map_weights(&mut loader, with_maps)?;
-        loader.finish()?;
-        Ok(model)
+        crate::checkpoint::load(dir.as_ref(), attention, device)
     }
 }
 
 impl<B: Backend> crate::checkpoint::Checkpoint<B> for Bert<B> {
     type Config = BertConfig;
+
+    fn attention_of(config: &mut BertConfig) -> &mut Vec<AttentionConfig> {
+        &mut config.attention
+    }
+
+    fn from_config(config: &BertConfig, device: &B::Device) -> Result<Self, ModelError> {
+        config.init(device)
+    }
+
+    fn loader(loader: SafetensorsLoader<B>, _config: &BertConfig) -> SafetensorsLoader<B> {
+        loader
+            .with_prefix("bert.")
+            .ignoring("embeddings.position_ids")
+    }
 
     fn checkpoint_config(&self) -> &BertConfig {
         &self.config

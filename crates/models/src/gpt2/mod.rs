@@ -6,7 +6,8 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, Linear, LinearConfig,
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, Linear,
+    LinearConfig,
 };
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
@@ -116,6 +117,9 @@ impl Gpt2Config {
         let attention = per_layer(&self.attention, self.n_layer)?;
         let gelu = self.gelu()?;
         let inner = self.n_inner.unwrap_or(4 * self.n_embd);
+        // GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/√(2·layers).
+        let normal = |std: f64| Initializer::Normal { mean: 0.0, std };
+        let residual = normal(0.02 / (2.0 * self.n_layer as f64).sqrt());
         let blocks = attention
             .into_iter()
             .map(|attention| {
@@ -131,19 +135,28 @@ impl Gpt2Config {
                         dropout: self.attn_pdrop,
                         rope_base: None,
                         attention,
+                        initializer: Some(normal(0.02)),
                     }
                     .init(device)?,
                     ln_2: layer_norm(self.n_embd, self.layer_norm_epsilon, device),
-                    fc: LinearConfig::new(self.n_embd, inner).init(device),
-                    proj: LinearConfig::new(inner, self.n_embd).init(device),
+                    fc: LinearConfig::new(self.n_embd, inner)
+                        .with_initializer(normal(0.02))
+                        .init(device),
+                    proj: LinearConfig::new(inner, self.n_embd)
+                        .with_initializer(residual.clone())
+                        .init(device),
                     gelu,
                     dropout: DropoutConfig::new(self.resid_pdrop).init(),
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
         Ok(Gpt2 {
-            wte: EmbeddingConfig::new(self.vocab_size, self.n_embd).init(device),
-            wpe: EmbeddingConfig::new(self.n_positions, self.n_embd).init(device),
+            wte: EmbeddingConfig::new(self.vocab_size, self.n_embd)
+                .with_initializer(normal(0.02))
+                .init(device),
+            wpe: EmbeddingConfig::new(self.n_positions, self.n_embd)
+                .with_initializer(normal(0.01))
+                .init(device),
             blocks,
             ln_f: layer_norm(self.n_embd, self.layer_norm_epsilon, device),
             dropout: DropoutConfig::new(self.embd_pdrop).init(),
@@ -294,25 +307,7 @@ impl<B: Backend> Gpt2<B> {
         attention: Option<Vec<AttentionConfig>>,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        let dir = dir.as_ref();
-        let mut config: Gpt2Config = crate::checkpoint::read_config(dir)?;
-        let with_maps = attention.is_none()
-            && config
-                .attention
-                .iter()
-                .any(|a| a != &AttentionConfig::Softmax);
-        if let Some(attention) = attention {
-            config.attention = attention;
-        }
-        let model = config.init::<B>(device)?;
-        let mut loader = SafetensorsLoader::<B>::open(dir.join("model.safetensors"), device)?
-            .with_prefix("transformer.")
-            .ignoring(".attn.bias")
-            .ignoring(".attn.masked_bias")
-            .ignoring("lm_head.weight");
-        let model = model.map_weights(&mut loader, with_maps)?;
-        loader.finish()?;
-        Ok(model)
+        crate::checkpoint::load(dir.as_ref(), attention, device)
     }
 }
 
@@ -352,6 +347,22 @@ impl<B: Backend> CausalLm<B> for Gpt2<B> {
 
 impl<B: Backend> crate::checkpoint::Checkpoint<B> for Gpt2<B> {
     type Config = Gpt2Config;
+
+    fn attention_of(config: &mut Gpt2Config) -> &mut Vec<AttentionConfig> {
+        &mut config.attention
+    }
+
+    fn from_config(config: &Gpt2Config, device: &B::Device) -> Result<Self, ModelError> {
+        config.init(device)
+    }
+
+    fn loader(loader: SafetensorsLoader<B>, _config: &Gpt2Config) -> SafetensorsLoader<B> {
+        loader
+            .with_prefix("transformer.")
+            .ignoring(".attn.bias")
+            .ignoring(".attn.masked_bias")
+            .ignoring("lm_head.weight")
+    }
 
     fn checkpoint_config(&self) -> &Gpt2Config {
         &self.config

@@ -160,6 +160,7 @@ impl LlamaConfig {
                         dropout: 0.0,
                         rope_base: Some(self.rope_base()),
                         attention,
+                        initializer: None,
                     }
                     .init(device)?,
                     post_attention_norm: RmsNormConfig::new(d)
@@ -334,24 +335,7 @@ impl<B: Backend> Llama<B> {
         attention: Option<Vec<AttentionConfig>>,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        let dir = dir.as_ref();
-        let mut config: LlamaConfig = crate::checkpoint::read_config(dir)?;
-        let with_maps = attention.is_none()
-            && config
-                .attention
-                .iter()
-                .any(|a| a != &AttentionConfig::Softmax);
-        if let Some(attention) = attention {
-            config.attention = attention;
-        }
-        let model = config.init::<B>(device)?;
-        let mut loader = SafetensorsLoader::<B>::open(dir.join("model.safetensors"), device)?;
-        if config.tie_word_embeddings {
-            loader = loader.ignoring("lm_head.weight");
-        }
-        let model = model.map_weights(&mut loader, with_maps)?;
-        loader.finish()?;
-        Ok(model)
+        crate::checkpoint::load(dir.as_ref(), attention, device)
     }
 }
 
@@ -393,6 +377,22 @@ impl<B: Backend> CausalLm<B> for Llama<B> {
 
 impl<B: Backend> crate::checkpoint::Checkpoint<B> for Llama<B> {
     type Config = LlamaConfig;
+
+    fn attention_of(config: &mut LlamaConfig) -> &mut Vec<AttentionConfig> {
+        &mut config.attention
+    }
+
+    fn from_config(config: &LlamaConfig, device: &B::Device) -> Result<Self, ModelError> {
+        config.init(device)
+    }
+
+    fn loader(loader: SafetensorsLoader<B>, config: &LlamaConfig) -> SafetensorsLoader<B> {
+        if config.tie_word_embeddings {
+            loader.ignoring("lm_head.weight")
+        } else {
+            loader
+        }
+    }
 
     fn checkpoint_config(&self) -> &LlamaConfig {
         &self.config

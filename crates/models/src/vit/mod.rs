@@ -144,6 +144,7 @@ impl VitConfig {
                         dropout: self.attention_probs_dropout_prob,
                         rope_base: None,
                         attention,
+                        initializer: None,
                     }
                     .init(device)?,
                     norm_after: layer_norm(d, self.layer_norm_eps, device),
@@ -377,29 +378,27 @@ impl<B: Backend> Vit<B> {
         attention: Option<Vec<AttentionConfig>>,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        let dir = dir.as_ref();
-        let mut config: VitConfig = crate::checkpoint::read_config(dir)?;
-        let with_maps = attention.is_none()
-            && config
-                .attention
-                .iter()
-                .any(|a| a != &AttentionConfig::Softmax);
-        if let Some(attention) = attention {
-            config.attention = attention;
-        }
-        let model = config.init::<B>(device)?;
-        let mut loader = SafetensorsLoader::<B>::open(dir.join("model.safetensors"), device)?
-            .with_prefix("vit.")
-            .ignoring("pooler.dense.weight")
-            .ignoring("pooler.dense.bias");
-        let model = model.map_weights(&mut loader, with_maps)?;
-        loader.finish()?;
-        Ok(model)
+        crate::checkpoint::load(dir.as_ref(), attention, device)
     }
 }
 
 impl<B: Backend> crate::checkpoint::Checkpoint<B> for Vit<B> {
     type Config = VitConfig;
+
+    fn attention_of(config: &mut VitConfig) -> &mut Vec<AttentionConfig> {
+        &mut config.attention
+    }
+
+    fn from_config(config: &VitConfig, device: &B::Device) -> Result<Self, ModelError> {
+        config.init(device)
+    }
+
+    fn loader(loader: SafetensorsLoader<B>, _config: &VitConfig) -> SafetensorsLoader<B> {
+        loader
+            .with_prefix("vit.")
+            .ignoring("pooler.dense.weight")
+            .ignoring("pooler.dense.bias")
+    }
 
     fn checkpoint_config(&self) -> &VitConfig {
         &self.config

@@ -1,0 +1,267 @@
+//! End to end on tiny sizes: specs validate or fail with the documented messages; a run writes
+//! its folder; an interrupted run resumed from its checkpoint reproduces the uninterrupted
+//! metrics exactly.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::{Autodiff, NdArray};
+use hedgehog_train::{RunOptions, Spec, run};
+
+type B = Autodiff<NdArray<f32>>;
+
+/// burn's ndarray RNG is process-global: runs in parallel test threads would draw from it in
+/// interleaved order, so the tests that run models take turns.
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hedgehog-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn every_committed_spec_validates() {
+    let dir = workspace().join("experiments");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            Spec::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            count += 1;
+        }
+    }
+    assert!(count >= 1, "no specs in {}", dir.display());
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const TINY: &str = "name: tiny
+seed: 3
+model: {family: gpt2, preset: gpt2_tiny}
+task: {kind: language_modeling, path: CORPUS, context: 16, cache: CACHE}
+checkpoint: {every: 3, keep: 10}
+stages:
+  - kind: train
+    steps: 6
+    batch_size: 2
+    optimizer: {kind: adamw, lr: 3.0e-3}
+    schedule: {kind: cosine, warmup_steps: 2}
+    clip: 1.0
+    eval_every: 3
+  - kind: distill
+    attention: [{kind: linear, feature_map: {kind: hedgehog, activation: softmax_split, feature_dim: 8}}]
+    steps: 2
+    batch_size: 2
+    optimizer: {kind: adamw, lr: 1.0e-2}
+  - kind: eval
+";
+
+fn tiny_spec(dir: &Path) -> PathBuf {
+    let corpus = dir.join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let text = " = Hedgehogs = \n The hedgehog is a small mammal covered in spines . It eats insects and worms . \n It rolls into a ball when threatened . \n";
+    for split in ["train", "valid"] {
+        std::fs::write(
+            corpus.join(format!("wiki.{split}.tokens")),
+            text.repeat(if split == "train" { 6 } else { 2 }),
+        )
+        .unwrap();
+    }
+    let spec = TINY
+        .replace("CORPUS", &corpus.display().to_string())
+        .replace("CACHE", &dir.join("cache").display().to_string());
+    write(dir, "tiny.yaml", &spec)
+}
+
+fn metrics_without_timing(run_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(run_dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut fields: Vec<&str> = line.split(',').collect();
+            fields.remove(6); // tokens_per_second varies with the machine
+            fields.join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_writes_its_folder_and_resume_reproduces_the_uninterrupted_metrics() {
+    let _turn = exclusive();
+    let dir = temp("resume");
+    let spec_path = tiny_spec(&dir);
+    let spec = Spec::load(&spec_path, &[]).unwrap();
+    let options = |results: &Path, resume| RunOptions {
+        results_dir: results.to_path_buf(),
+        resume,
+        verbose: false,
+    };
+    let whole = run::<B>(
+        &spec,
+        &options(&dir.join("whole"), false),
+        &Default::default(),
+    )
+    .unwrap();
+    let run_dir = whole.run_dir.clone();
+    for file in ["spec.yaml", "metrics.csv", "summary.json"] {
+        assert!(run_dir.join(file).exists(), "{file} written");
+    }
+    assert_eq!(whole.stages.len(), 3);
+    assert!(whole.stages[2].validation_perplexity.unwrap().is_finite());
+    let expected = metrics_without_timing(&run_dir);
+    assert_eq!(
+        expected.len(),
+        1 + 6 + 2 + 1,
+        "header + one row per step + eval"
+    );
+
+    // Interrupt: the same run killed after step 3 has only the step-3 checkpoint.
+    let killed = dir.join("killed");
+    std::fs::create_dir_all(killed.join("tiny")).unwrap();
+    copy_dir(&run_dir, &killed.join("tiny/run-001"));
+    let interrupted = killed.join("tiny/run-001");
+    for entry in std::fs::read_dir(interrupted.join("checkpoints")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.ends_with("step-0000003") {
+            std::fs::remove_dir_all(path).unwrap();
+        }
+    }
+    std::fs::remove_file(interrupted.join("summary.json")).unwrap();
+    let resumed = run::<B>(&spec, &options(&killed, true), &Default::default()).unwrap();
+    assert_eq!(resumed.run_dir, interrupted);
+    assert_eq!(
+        metrics_without_timing(&interrupted),
+        expected,
+        "resumed metrics equal the uninterrupted run's"
+    );
+    assert_eq!(
+        resumed.stages, whole.stages,
+        "same losses and perplexities per stage"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let _turn = exclusive();
+    let dir = temp("seed");
+    let spec_path = tiny_spec(&dir);
+    let spec = Spec::load(
+        &spec_path,
+        &["stages=[{kind: train, steps: 2, batch_size: 2}]".into()],
+    )
+    .unwrap();
+    let options = |results: &str| RunOptions {
+        results_dir: dir.join(results),
+        resume: false,
+        verbose: false,
+    };
+    let first = run::<B>(&spec, &options("a"), &Default::default()).unwrap();
+    let second = run::<B>(&spec, &options("b"), &Default::default()).unwrap();
+    assert_eq!(
+        metrics_without_timing(&first.run_dir),
+        metrics_without_timing(&second.run_dir)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_specs_fail_with_the_documented_messages() {
+    let _turn = exclusive();
+    let dir = temp("bad");
+    let spec_path = tiny_spec(&dir);
+    let text = std::fs::read_to_string(&spec_path).unwrap();
+
+    let unknown = write(
+        &dir,
+        "unknown.yaml",
+        &text.replace("seed: 3", "seed: 3\nsede: 4"),
+    );
+    let err = Spec::load(&unknown, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("sede") && err.contains("line"),
+        "unknown key: {err}"
+    );
+
+    let wrong_type = write(&dir, "type.yaml", &text.replace("steps: 6", "steps: six"));
+    let err = Spec::load(&wrong_type, &[]).unwrap_err().to_string();
+    assert!(err.contains("line"), "wrong type: {err}");
+
+    let bad_kind = write(
+        &dir,
+        "kind.yaml",
+        &text.replace("kind: distill", "kind: distil"),
+    );
+    let err = Spec::load(&bad_kind, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("distill") && err.contains("train"),
+        "lists the allowed values: {err}"
+    );
+
+    let err = Spec::load(&spec_path, &["stages.0.steps=0".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("steps, batch_size and grad_accumulation must be positive"),
+        "{err}"
+    );
+    let err = Spec::load(&spec_path, &["stages.9.steps=1".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("index 9"), "{err}");
+
+    let missing = Spec::load(&spec_path, &["task.path=/nowhere/wikitext-103".into()]).unwrap();
+    let options = RunOptions {
+        results_dir: dir.join("results"),
+        resume: false,
+        verbose: false,
+    };
+    let err = run::<B>(&missing, &options, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/nowhere/wikitext-103") && err.contains("just fetch-data"),
+        "{err}"
+    );
+    let err = run::<B>(
+        &Spec::load(&spec_path, &[]).unwrap(),
+        &RunOptions {
+            resume: true,
+            results_dir: dir.join("none"),
+            verbose: false,
+        },
+        &Default::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no earlier run"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
