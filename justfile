@@ -29,6 +29,7 @@ test:
 # Compile-check the CUDA backend (burn-cuda) offline; no GPU needed.
 check-cuda:
     cargo check -p hedgehog-attention --features cuda --all-targets
+    cargo check -p hedgehog-cli --features cuda
 
 # Attention scaling benchmark (ndarray: faster than flex here in release, see README): times, peak memory, crossover.
 bench backend="ndarray":
