@@ -9,7 +9,7 @@ use common::*;
 use hedgehog_attention::{AttentionConfig, FeatureMapConfig, HedgehogActivation};
 use hedgehog_models::attention::LayerCache;
 use hedgehog_models::bert::Bert;
-use hedgehog_models::checkpoint;
+use hedgehog_models::checkpoint::{self, Checkpoint};
 use hedgehog_models::gpt2::Gpt2;
 use hedgehog_models::llama::Llama;
 use hedgehog_models::vit::Vit;
@@ -224,10 +224,31 @@ fn random_maps<M: Module<B>>(model: M) -> M {
     model.map(&mut Perturb)
 }
 
+/// Converts the `family` fixture to `attention` with perturbed weights, saves it, loads it back
+/// and compares `run` on both, bit for bit.
+fn assert_round_trip<M: Checkpoint<B> + Module<B>>(
+    family: &str,
+    display: &str,
+    attention: &[AttentionConfig],
+    dir: &std::path::Path,
+    run: impl Fn(&M) -> Vec<f64>,
+) {
+    let device = Default::default();
+    let model: M = random_maps(
+        checkpoint::load(&fixture_dir(family), Some(attention.to_vec()), &device).unwrap(),
+    );
+    checkpoint::save(&model, dir.join(family)).unwrap();
+    let loaded: M = checkpoint::load(&dir.join(family), None, &device).unwrap();
+    assert_eq!(
+        run(&model),
+        run(&loaded),
+        "{display} round trip is bit-identical"
+    );
+}
+
 #[test]
 fn converted_models_save_and_load_bit_identically() {
     let dir = std::env::temp_dir().join(format!("hedgehog-roundtrip-{}", std::process::id()));
-    let device = Default::default();
     let attention = vec![
         hedgehog(6),
         AttentionConfig::linear(FeatureMapConfig::Performer {
@@ -236,55 +257,18 @@ fn converted_models_save_and_load_bit_identically() {
             stabilize_queries: false,
         }),
     ];
-
-    let gpt2 = random_maps(
-        Gpt2::<B>::from_pretrained(fixture_dir("gpt2"), Some(attention.clone()), &device).unwrap(),
-    );
-    checkpoint::save(&gpt2, dir.join("gpt2")).unwrap();
-    let loaded = Gpt2::<B>::from_pretrained(dir.join("gpt2"), None, &device).unwrap();
-    let ids = int_tensor::<B>(&golden("gpt2"), "input_ids");
-    let before = gpt2
-        .forward(ids.clone(), None, AttentionMode::Configured, false)
-        .unwrap()
-        .output;
-    let after = loaded
-        .forward(ids, None, AttentionMode::Configured, false)
-        .unwrap()
-        .output;
-    assert_eq!(
-        values(&before),
-        values(&after),
-        "GPT-2 round trip is bit-identical"
-    );
-
-    let llama = random_maps(
-        Llama::<B>::from_pretrained(fixture_dir("llama"), Some(attention.clone()), &device)
-            .unwrap(),
-    );
-    checkpoint::save(&llama, dir.join("llama")).unwrap();
-    let loaded = Llama::<B>::from_pretrained(dir.join("llama"), None, &device).unwrap();
-    let ids = int_tensor::<B>(&golden("llama"), "input_ids");
-    let before = llama
-        .forward(ids.clone(), None, AttentionMode::Configured, false)
-        .unwrap()
-        .output;
-    let after = loaded
-        .forward(ids, None, AttentionMode::Configured, false)
-        .unwrap()
-        .output;
-    assert_eq!(
-        values(&before),
-        values(&after),
-        "Llama round trip is bit-identical"
-    );
-
+    let gpt2_ids = int_tensor::<B>(&golden("gpt2"), "input_ids");
+    assert_round_trip::<Gpt2<B>>("gpt2", "GPT-2", &attention, &dir, |m| {
+        let out = m.forward(gpt2_ids.clone(), None, AttentionMode::Configured, false);
+        values(&out.unwrap().output)
+    });
+    let llama_ids = int_tensor::<B>(&golden("llama"), "input_ids");
+    assert_round_trip::<Llama<B>>("llama", "Llama", &attention, &dir, |m| {
+        let out = m.forward(llama_ids.clone(), None, AttentionMode::Configured, false);
+        values(&out.unwrap().output)
+    });
     let golden_bert = golden("bert");
-    let bert = random_maps(
-        Bert::<B>::from_pretrained(fixture_dir("bert"), Some(attention.clone()), &device).unwrap(),
-    );
-    checkpoint::save(&bert, dir.join("bert")).unwrap();
-    let loaded = Bert::<B>::from_pretrained(dir.join("bert"), None, &device).unwrap();
-    let run = |m: &Bert<B>| {
+    assert_round_trip::<Bert<B>>("bert", "BERT", &attention, &dir, |m| {
         let out = m
             .encode(
                 int_tensor(&golden_bert, "input_ids"),
@@ -295,28 +279,16 @@ fn converted_models_save_and_load_bit_identically() {
             )
             .unwrap();
         values(&m.classify(&out).unwrap())
-    };
-    assert_eq!(run(&bert), run(&loaded), "BERT round trip is bit-identical");
-
+    });
     let golden_vit = golden("vit");
-    let vit = random_maps(
-        Vit::<B>::from_pretrained(fixture_dir("vit"), Some(attention), &device).unwrap(),
-    );
-    checkpoint::save(&vit, dir.join("vit")).unwrap();
-    let loaded = Vit::<B>::from_pretrained(dir.join("vit"), None, &device).unwrap();
-    let run = |m: &Vit<B>| {
-        values(
-            &m.forward(
-                float_tensor(&golden_vit, "pixel_values"),
-                AttentionMode::Configured,
-                false,
-            )
-            .unwrap()
-            .logits
-            .unwrap(),
-        )
-    };
-    assert_eq!(run(&vit), run(&loaded), "ViT round trip is bit-identical");
+    assert_round_trip::<Vit<B>>("vit", "ViT", &attention, &dir, |m| {
+        let out = m.forward(
+            float_tensor(&golden_vit, "pixel_values"),
+            AttentionMode::Configured,
+            false,
+        );
+        values(&out.unwrap().logits.unwrap())
+    });
     std::fs::remove_dir_all(&dir).ok();
 }
 
