@@ -185,6 +185,20 @@ impl<B: Backend> LinearAttention<B> {
         Ok(linear::quadratic(fq, fk, v, causal, key_padding, self.eps)?.1)
     }
 
+    /// The unnormalised kernel `φ(q_i)·φ(k_j)`: `[B, H, T, T]`, 0 where query `i` may not
+    /// attend to key `j` (causal `j > i`, padded keys) and on padded queries' rows; the rows of
+    /// [`LinearAttention::weights`] are these divided by their sums `+ ε` (see [`linear::kernel`]).
+    pub fn kernel(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        causal: bool,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+    ) -> Result<Tensor<B, 4>, AttentionError> {
+        let (fq, fk) = self.features(q, k, 0)?;
+        linear::kernel(fq, fk, causal, key_padding)
+    }
+
     /// Causal prefill with the chunked form; the returned state continues with
     /// [`LinearAttention::decode_step`] at position `T`.
     pub fn prefill(

@@ -79,13 +79,12 @@ impl<B: Backend> LinearState<B> {
     }
 }
 
-/// Checks `fq, fk, v` against each other and returns `[B, H, T, F, dv]`.
-fn check_inputs<B: Backend>(
+/// Checks `fq, fk` and the padding mask against each other and returns `[B, H, T, F]`.
+fn check_features<B: Backend>(
     fq: &Tensor<B, 4>,
     fk: &Tensor<B, 4>,
-    v: &Tensor<B, 4>,
     key_padding: Option<&Tensor<B, 2, Bool>>,
-) -> Result<[usize; 5], AttentionError> {
+) -> Result<[usize; 4], AttentionError> {
     let [b, h, t, f] = fq.dims();
     check_rank4(
         "key features φ(k)",
@@ -93,13 +92,24 @@ fn check_inputs<B: Backend>(
         [Some(b), Some(h), Some(t), Some(f)],
         &format!("[{b}, {h}, {t}, {f}] like φ(q)"),
     )?;
+    check_padding_opt(key_padding, b, t)?;
+    Ok([b, h, t, f])
+}
+
+/// Checks `fq, fk, v` against each other and returns `[B, H, T, F, dv]`.
+fn check_inputs<B: Backend>(
+    fq: &Tensor<B, 4>,
+    fk: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    key_padding: Option<&Tensor<B, 2, Bool>>,
+) -> Result<[usize; 5], AttentionError> {
+    let [b, h, t, f] = check_features(fq, fk, key_padding)?;
     check_rank4(
         "values",
         v.dims(),
         [Some(b), Some(h), Some(t), None],
         &format!("[{b}, {h}, {t}, dv]"),
     )?;
-    check_padding_opt(key_padding, b, t)?;
     Ok([b, h, t, f, v.dims()[3]])
 }
 
@@ -124,6 +134,44 @@ fn mask_output<B: Backend>(y: Tensor<B, 4>, keep: Option<Tensor<B, 4>>) -> Tenso
     }
 }
 
+/// `φ(q_i)·φ(k_j)` with the keys query `i` may not see (causal `j > i`, padded keys) at 0,
+/// and the keep-mask of the padded queries' rows. Inputs are checked by the callers.
+fn masked_kernel<B: Backend>(
+    fq: Tensor<B, 4>,
+    fk: Tensor<B, 4>,
+    causal: bool,
+    key_padding: Option<&Tensor<B, 2, Bool>>,
+) -> (Tensor<B, 4>, Option<Tensor<B, 4>>) {
+    let [b, h, t, _] = fq.dims();
+    let (fk, keep) = apply_key_padding(fk, key_padding);
+    let kernel = fq.matmul(fk.transpose()); // [B, H, T, T]
+    if !causal {
+        return (kernel, keep);
+    }
+    let mask = causal_mask::<B>(t, t, &kernel.device())
+        .reshape([1, 1, t, t])
+        .expand([b, h, t, t]);
+    (kernel.mask_fill(mask, 0.0), keep)
+}
+
+/// The unnormalised kernel of linear attention, `κ_ij = φ(q_i)·φ(k_j)`: `[B, H, T, T]`.
+///
+/// Entries query `i` may not attend to (causal `j > i`, padded keys) are 0, and so are the rows
+/// of padded queries, as in the weights of [`quadratic`], which are `κ_ij / (Σ_m κ_im + ε)`.
+/// The monotonicity analysis (method.md §5; Zhang et al. 2024, §3) relates `κ_ij` to the raw
+/// dot product `q_i·k_j`: normalising rescales each row, so the weights alone do not show
+/// whether the kernel itself is monotone in it. `O(T² F)`.
+pub fn kernel<B: Backend>(
+    fq: Tensor<B, 4>,
+    fk: Tensor<B, 4>,
+    causal: bool,
+    key_padding: Option<&Tensor<B, 2, Bool>>,
+) -> Result<Tensor<B, 4>, AttentionError> {
+    check_features(&fq, &fk, key_padding)?;
+    let (kernel, keep) = masked_kernel(fq, fk, causal, key_padding);
+    Ok(mask_output(kernel, keep))
+}
+
 /// Quadratic form (the reference): materialises `â_ij = φ(q_i)·φ(k_j) / (Σ_m φ(q_i)·φ(k_m) + ε)`.
 ///
 /// Returns the output `[B, H, T, dv]` and the weights `[B, H, T, T]` (what distillation and the
@@ -136,15 +184,10 @@ pub fn quadratic<B: Backend>(
     key_padding: Option<&Tensor<B, 2, Bool>>,
     eps: f64,
 ) -> Result<(Tensor<B, 4>, Tensor<B, 4>), AttentionError> {
-    let [b, h, t, _, _] = check_inputs(&fq, &fk, &v, key_padding)?;
-    let (fk, keep) = apply_key_padding(fk, key_padding);
-    let mut kernel = fq.matmul(fk.transpose()); // [B, H, T, T]
-    if causal {
-        let mask = causal_mask::<B>(t, t, &kernel.device())
-            .reshape([1, 1, t, t])
-            .expand([b, h, t, t]);
-        kernel = kernel.mask_fill(mask, 0.0);
-    }
+    check_inputs(&fq, &fk, &v, key_padding)?;
+    // Padded queries' rows are zeroed after normalising, not before: a zero row with ε = 0
+    // would be 0 / 0.
+    let (kernel, keep) = masked_kernel(fq, fk, causal, key_padding);
     let normaliser = kernel.clone().sum_dim(3).add_scalar(eps);
     let mut weights = kernel / normaliser;
     if let Some(keep) = keep.clone() {

@@ -396,6 +396,45 @@ fn padded_batch_equals_unpadded_sequences() {
 }
 
 #[test]
+fn kernel_normalised_by_its_row_sums_is_the_weights_and_masked_entries_are_zero() {
+    let (t, real) = (23, 15);
+    let x = inputs::<F64>(t, 12);
+    let padding = right_padding::<F64>(t, real);
+    for config in all_maps() {
+        let attention = linear_attention::<F64>(&config, D, H, 13);
+        for causal in [true, false] {
+            for key_padding in [None, Some(&padding)] {
+                let what = format!(
+                    "{}: causal={causal}, padded={}",
+                    config.label(),
+                    key_padding.is_some()
+                );
+                let kernel = attention
+                    .kernel(x.q.clone(), x.k.clone(), causal, key_padding)
+                    .unwrap();
+                assert_eq!(kernel.dims(), [B, H, t, t], "{what}: [B, H, T, T]");
+                let weights = attention
+                    .weights(x.q.clone(), x.k.clone(), causal, key_padding)
+                    .unwrap();
+                let normalised = kernel
+                    .clone()
+                    .div(kernel.clone().sum_dim(3).add_scalar(attention.eps));
+                assert_tensors_close(&normalised, &weights, 1e-5, 1e-12, &what);
+                let kernel = values(&kernel);
+                // Row-major [B, H, T, T]: query i, key j of batch row n.
+                for (index, value) in kernel.iter().enumerate() {
+                    let (n, i, j) = (index / (H * t * t), index / t % t, index % t);
+                    let padded = key_padding.is_some() && n == 1 && (i >= real || j >= real);
+                    if (causal && j > i) || padded {
+                        assert_eq!(*value, 0.0, "{what}: masked entry n={n} i={i} j={j}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn prefill_then_decode_equals_full_causal_pass() {
     let (t, prefix) = (63, 40);
     let x = inputs::<F64>(t, 7);

@@ -1,6 +1,7 @@
 //! Multi-head self-attention shared by every model, with any attention of `hedgehog-attention`
-//! per layer, rotary embeddings and grouped-query heads for Llama-style models, and a
-//! conversion mode that returns the teacher's and the student's weights.
+//! per layer, rotary embeddings and grouped-query heads for Llama-style models, a conversion
+//! mode that returns the teacher's and the student's weights, and optional LoRA adapters on
+//! the projections (see [`crate::lora`]).
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
@@ -8,6 +9,8 @@ use burn::tensor::{Bool, Tensor, TensorData, activation, backend::Backend};
 use hedgehog_attention::linear::{self as linear_forms, LinearState};
 use hedgehog_attention::{AttentionConfig, AttentionError, LinearAttention, softmax};
 
+use crate::common::ModelError;
+use crate::lora::{Lora, LoraAdapters, LoraConfig, LoraTarget};
 use crate::weights::{Layout, WeightError, WeightVisitor};
 
 /// What a forward pass runs in each attention layer.
@@ -30,6 +33,10 @@ pub struct AttentionCapture<B: Backend> {
     pub student: Option<Tensor<B, 4>>,
     /// Raw scaled scores `q·k/√d` of the teacher (detached).
     pub scores: Tensor<B, 4>,
+    /// The linear map's unnormalised kernel `φ(q_i)·φ(k_j)` (`None` for a softmax layer),
+    /// 0 where the student's weights are masked; detached. The student's weights are its rows
+    /// divided by their sums `+ ε`.
+    pub kernel: Option<Tensor<B, 4>>,
 }
 
 /// Per-layer decoding cache: softmax keeps keys and values, linear attention its `(S, z)`.
@@ -121,6 +128,7 @@ impl SelfAttentionConfig {
             key: projection(self.num_kv_heads * self.head_dim),
             value: projection(self.num_kv_heads * self.head_dim),
             output: linear(self.num_heads * self.head_dim, self.model_dim),
+            lora: None,
             linear: self
                 .attention
                 .init_linear(self.head_dim, self.num_heads, device)?,
@@ -144,6 +152,8 @@ pub struct SelfAttention<B: Backend> {
     pub key: Linear<B>,
     pub value: Linear<B>,
     pub output: Linear<B>,
+    /// Low-rank updates of the projections (`None`: none attached, or merged).
+    pub lora: Option<LoraAdapters<B>>,
     /// `None`: softmax attention.
     pub linear: Option<LinearAttention<B>>,
     pub rotary: Option<Rotary>,
@@ -174,11 +184,22 @@ impl<B: Backend> SelfAttention<B> {
             .reshape([b, kv * groups, t, d]) // [B, H, T, d]
     }
 
+    /// `x W + b`, plus the LoRA update `(α / r) · (x A) B` when `target` has an adapter.
+    fn projection(&self, linear: &Linear<B>, target: LoraTarget, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self.lora.as_ref().and_then(|lora| lora.get(target)) {
+            Some(adapter) => linear.forward(x.clone()) + adapter.forward(x),
+            None => linear.forward(x),
+        }
+    }
+
     /// `q, k, v: [B, H, T, d]` for tokens at `start..`, rotated when the layer has RoPE.
     fn project(&self, x: Tensor<B, 3>, start: usize) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
-        let mut q = self.split_heads(self.query.forward(x.clone()), self.num_heads);
-        let mut k = self.split_heads(self.key.forward(x.clone()), self.num_kv_heads);
-        let v = self.split_heads(self.value.forward(x), self.num_kv_heads);
+        let q = self.projection(&self.query, LoraTarget::Query, x.clone()); // [B, T, H·d]
+        let k = self.projection(&self.key, LoraTarget::Key, x.clone()); // [B, T, H_kv·d]
+        let v = self.projection(&self.value, LoraTarget::Value, x);
+        let mut q = self.split_heads(q, self.num_heads);
+        let mut k = self.split_heads(k, self.num_kv_heads);
+        let v = self.split_heads(v, self.num_kv_heads);
         if let Some(rotary) = &self.rotary {
             q = rotary.apply(q, start);
             k = rotary.apply(k, start);
@@ -188,13 +209,27 @@ impl<B: Backend> SelfAttention<B> {
 
     fn merge(&self, y: Tensor<B, 4>) -> Tensor<B, 3> {
         let [b, h, t, d] = y.dims();
-        self.output
-            .forward(y.swap_dims(1, 2).reshape([b, t, h * d]))
+        let y = y.swap_dims(1, 2).reshape([b, t, h * d]); // [B, T, H·d]
+        self.projection(&self.output, LoraTarget::Output, y)
+    }
+
+    /// The detached kernel `φ(q_i)·φ(k_j)` of the capture: analysis only, no gradient.
+    fn kernel(
+        &self,
+        linear: &LinearAttention<B>,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+    ) -> Result<Tensor<B, 4>, AttentionError> {
+        Ok(linear
+            .kernel(q.detach(), k.detach(), self.causal, key_padding)?
+            .detach())
     }
 
     /// Full-sequence forward: `x: [B, T, D]`, `key_padding: [B, T]` (true = padding).
     ///
-    /// With `capture`, also returns the teacher's and student's weights (quadratic cost).
+    /// With `capture`, also returns the teacher's and student's weights and the student's
+    /// kernel (quadratic cost).
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -208,19 +243,23 @@ impl<B: Backend> SelfAttention<B> {
         let y = if use_softmax {
             let weights = softmax::weights(q.clone(), k.clone(), self.causal, key_padding)?;
             if capture || mode == AttentionMode::Distill {
-                let student = match &self.linear {
-                    Some(linear) => Some(linear.weights(
-                        q.clone().detach(),
-                        k.clone().detach(),
-                        self.causal,
-                        key_padding,
-                    )?),
-                    None => None,
+                let (student, kernel) = match &self.linear {
+                    Some(linear) => (
+                        Some(linear.weights(
+                            q.clone().detach(),
+                            k.clone().detach(),
+                            self.causal,
+                            key_padding,
+                        )?),
+                        Some(self.kernel(linear, q.clone(), k.clone(), key_padding)?),
+                    ),
+                    None => (None, None),
                 };
                 captured = Some(AttentionCapture {
                     teacher: weights.clone().detach(),
                     student,
                     scores: softmax::scores(q.detach(), k.detach()),
+                    kernel,
                 });
             }
             self.dropout.forward(weights).matmul(v)
@@ -237,6 +276,7 @@ impl<B: Backend> SelfAttention<B> {
                         key_padding,
                     )?),
                     scores: softmax::scores(q.clone().detach(), k.clone().detach()),
+                    kernel: Some(self.kernel(linear, q.clone(), k.clone(), key_padding)?),
                 });
             }
             linear.forward(q, k, v, self.causal, key_padding)?
@@ -294,8 +334,50 @@ impl<B: Backend> SelfAttention<B> {
         Ok((self.merge(y), cache))
     }
 
+    /// Attaches fresh LoRA adapters (`A` Kaiming-uniform, `B = 0`: the outputs do not change)
+    /// to the projections `config.targets` lists. Grouped key/value projections get adapters
+    /// of their own width `num_kv_heads · head_dim`.
+    pub fn attach_lora(
+        mut self,
+        config: &LoraConfig,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        if self.lora.is_some() {
+            return Err(ModelError::Config(
+                "this attention layer already has LoRA adapters: merge_lora before attaching new ones"
+                    .into(),
+            ));
+        }
+        self.lora = Some(LoraAdapters {
+            query: config.adapter(LoraTarget::Query, &self.query, device),
+            key: config.adapter(LoraTarget::Key, &self.key, device),
+            value: config.adapter(LoraTarget::Value, &self.value, device),
+            output: config.adapter(LoraTarget::Output, &self.output, device),
+        });
+        Ok(self)
+    }
+
+    /// Folds the adapters into the projections, `W ← W + (α / r) · A B`, and removes them; a
+    /// layer without adapters is returned as it is.
+    pub fn merge_lora(mut self) -> Self {
+        let Some(adapters) = self.lora.take() else {
+            return self;
+        };
+        let merge = |linear: Linear<B>, adapter: Option<Lora<B>>| match adapter {
+            Some(adapter) => adapter.merge_into(linear),
+            None => linear,
+        };
+        self.query = merge(self.query, adapters.query);
+        self.key = merge(self.key, adapters.key);
+        self.value = merge(self.value, adapters.value);
+        self.output = merge(self.output, adapters.output);
+        self
+    }
+
     /// Hands the projections (and the feature maps, when `with_maps`) to `visitor`.
-    /// `names` are the checkpoint names of q, k, v, o (without `.weight`/`.bias`).
+    /// `names` are the checkpoint names of q, k, v, o (without `.weight`/`.bias`). LoRA
+    /// adapters are not part of the table: a checkpoint holds merged weights.
     pub fn map_weights<V: WeightVisitor<B>>(
         mut self,
         visitor: &mut V,

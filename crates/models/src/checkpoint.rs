@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use hedgehog_attention::AttentionConfig;
 
-use crate::common::ModelError;
+use crate::common::{AttentionLayers, ModelError};
 use crate::io::{read_text, write_atomic};
 use crate::weights::{SafetensorsLoader, TensorCollector, WeightError, WeightVisitor};
 
@@ -30,7 +30,7 @@ pub fn read_config<C: DeserializeOwned>(dir: &Path) -> Result<C, ModelError> {
 }
 
 /// A model that can be written as a checkpoint directory and read back from one.
-pub trait Checkpoint<B: Backend>: Clone + Sized {
+pub trait Checkpoint<B: Backend>: AttentionLayers<B> + Clone + Sized {
     type Config: Serialize + DeserializeOwned;
     /// The config's per-layer attention (`hedgehog_attention` in `config.json`).
     fn attention_of(config: &mut Self::Config) -> &mut Vec<AttentionConfig>;
@@ -47,11 +47,25 @@ pub trait Checkpoint<B: Backend>: Clone + Sized {
 }
 
 /// Writes `dir/config.json` and `dir/model.safetensors` (f32), each atomically.
+///
+/// The weight tables hold no LoRA adapters, so a model that still has them is refused rather
+/// than saved without its update: merge them first ([`crate::lora::merge_lora`]).
 pub fn save<B: Backend, M: Checkpoint<B>>(
     model: &M,
     dir: impl AsRef<Path>,
 ) -> Result<(), ModelError> {
     let dir = dir.as_ref();
+    if model
+        .attention_layers()
+        .iter()
+        .any(|layer| layer.lora.is_some())
+    {
+        return Err(ModelError::Config(format!(
+            "{}: the model has unmerged LoRA adapters, which a checkpoint does not store; \
+             call merge_lora before saving",
+            dir.display()
+        )));
+    }
     let mut collector = TensorCollector::default();
     model.clone().visit_weights(&mut collector, true)?;
     let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);

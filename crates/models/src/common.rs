@@ -1,12 +1,12 @@
 //! Pieces every model shares: errors, outputs, norms and embeddings with their weight names.
 
-use burn::module::Module;
-use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use hedgehog_attention::{AttentionConfig, AttentionError};
 
-use crate::attention::{AttentionCapture, LayerCache};
+use crate::attention::{AttentionCapture, LayerCache, SelfAttention};
 use crate::weights::{Layout, WeightError, WeightVisitor};
 
 /// Errors of building, loading or running a model.
@@ -48,6 +48,25 @@ pub fn per_layer(
 
 pub fn layer_norm<B: Backend>(dim: usize, epsilon: f64, device: &B::Device) -> LayerNorm<B> {
     LayerNormConfig::new(dim).with_epsilon(epsilon).init(device)
+}
+
+/// A fresh `[dim → num_labels]` classification head as HF initialises one
+/// (`_init_weights` with `initializer_range` 0.02): `N(0, 0.02)` weights, zero bias.
+pub fn classification_head<B: Backend>(
+    dim: usize,
+    num_labels: usize,
+    device: &B::Device,
+) -> Linear<B> {
+    let mut head = LinearConfig::new(dim, num_labels)
+        .with_bias(false)
+        .with_initializer(Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        })
+        .init(device);
+    // burn's initializer draws the bias from the weight's distribution too.
+    head.bias = Some(Param::from_tensor(Tensor::zeros([num_labels], device)));
+    head
 }
 
 /// `name.weight` → γ, `name.bias` → β.
@@ -104,6 +123,17 @@ pub trait CausalLm<B: Backend> {
         caches: Vec<LayerCache<B>>,
         start: usize,
     ) -> Result<(Tensor<B, 3>, Vec<LayerCache<B>>), ModelError>;
+}
+
+/// Every self-attention layer of a model, in order, for changes that apply to all of them
+/// alike (attaching or merging LoRA adapters, inspecting the per-layer attention).
+pub trait AttentionLayers<B: Backend>: Sized {
+    fn attention_layers(&self) -> Vec<&SelfAttention<B>>;
+    /// Replaces each layer by `f(layer)`, stopping at the first error.
+    fn map_attention_layers(
+        self,
+        f: &mut dyn FnMut(SelfAttention<B>) -> Result<SelfAttention<B>, ModelError>,
+    ) -> Result<Self, ModelError>;
 }
 
 /// Number of parameters of a module (what the presets table reports).

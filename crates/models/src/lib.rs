@@ -5,6 +5,7 @@
 //! - [`attention`]: the shared self-attention layer (RoPE, grouped-query heads, conversion mode).
 //! - [`weights`], [`checkpoint`]: name-mapped weight IO; saving converted models.
 //! - [`generation`]: greedy, top-k and top-p decoding with constant-memory linear layers.
+//! - [`lora`]: LoRA adapters on q, k, v, o of every layer ([`AttentionLayers`]), and merging.
 
 pub mod attention;
 pub mod bert;
@@ -16,9 +17,11 @@ pub mod gguf;
 pub mod gpt2;
 mod io;
 pub mod llama;
+pub mod lora;
 pub mod tokenizer;
 pub mod vit;
 pub mod weights;
 
 pub use attention::{AttentionCapture, AttentionMode, LayerCache};
-pub use common::{CausalLm, ModelError, ModelOutput};
+pub use common::{AttentionLayers, CausalLm, ModelError, ModelOutput};
+pub use lora::{LoraConfig, LoraTarget, attach_lora, lora_param_ids, merge_lora};

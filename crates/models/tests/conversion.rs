@@ -4,59 +4,15 @@
 mod common;
 
 use burn::module::Module;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 use common::*;
-use hedgehog_attention::{AttentionConfig, FeatureMapConfig, HedgehogActivation};
-use hedgehog_models::attention::LayerCache;
+use hedgehog_attention::{AttentionConfig, FeatureMapConfig};
 use hedgehog_models::bert::Bert;
 use hedgehog_models::checkpoint::{self, Checkpoint};
 use hedgehog_models::gpt2::Gpt2;
 use hedgehog_models::llama::Llama;
 use hedgehog_models::vit::Vit;
-use hedgehog_models::{AttentionMode, CausalLm, ModelError};
-
-fn hedgehog(feature_dim: usize) -> AttentionConfig {
-    AttentionConfig::Linear {
-        feature_map: FeatureMapConfig::Hedgehog {
-            activation: HedgehogActivation::SoftmaxSplit,
-            feature_dim,
-            per_head: true,
-        },
-        tie_query_key: false,
-        chunk_size: 5,
-        eps: 1e-6,
-    }
-}
-
-fn tokens(ids: &[i64], batch: usize) -> Tensor<B, 2, Int> {
-    let t = ids.len() / batch;
-    Tensor::from_data(
-        TensorData::new(ids.to_vec(), [batch, t]),
-        &Default::default(),
-    )
-}
-
-/// Runs `model` token by token through its caches and stacks the logits.
-fn decode_stepwise<M: CausalLm<B>>(
-    model: &M,
-    ids: &Tensor<B, 2, Int>,
-    prefix: usize,
-) -> Tensor<B, 3> {
-    let [b, t] = ids.dims();
-    let caches = vec![LayerCache::Empty; model.num_layers()];
-    let (first, mut caches) = model
-        .forward_cached(ids.clone().slice([0..b, 0..prefix]), caches, 0)
-        .unwrap();
-    let mut outputs = vec![first];
-    for i in prefix..t {
-        let (logits, next) = model
-            .forward_cached(ids.clone().slice([0..b, i..i + 1]), caches, i)
-            .unwrap();
-        outputs.push(logits);
-        caches = next;
-    }
-    Tensor::cat(outputs, 1)
-}
+use hedgehog_models::{AttentionMode, ModelError};
 
 #[test]
 fn decoders_decode_token_by_token_like_the_full_pass() {
@@ -181,6 +137,12 @@ fn distill_mode_gives_gradients_to_the_feature_maps_only() {
     let out = model
         .forward(ids, None, AttentionMode::Distill, false)
         .unwrap();
+    assert!(
+        out.attention
+            .iter()
+            .all(|c| c.kernel.as_ref().is_some_and(|k| !k.is_require_grad())),
+        "the captured kernel is detached"
+    );
     let pairs = out
         .attention
         .into_iter()
@@ -224,19 +186,20 @@ fn random_maps<M: Module<B>>(model: M) -> M {
     model.map(&mut Perturb)
 }
 
-/// Converts the `family` fixture to `attention` with perturbed weights, saves it, loads it back
-/// and compares `run` on both, bit for bit.
+/// Converts the `family` fixture to `attention`, applies `prepare`, perturbs the weights, saves
+/// it, loads it back and compares `run` on both, bit for bit.
 fn assert_round_trip<M: Checkpoint<B> + Module<B>>(
     family: &str,
     display: &str,
     attention: &[AttentionConfig],
     dir: &std::path::Path,
+    prepare: impl FnOnce(M) -> M,
     run: impl Fn(&M) -> Vec<f64>,
 ) {
     let device = Default::default();
-    let model: M = random_maps(
+    let model: M = random_maps(prepare(
         checkpoint::load(&fixture_dir(family), Some(attention.to_vec()), &device).unwrap(),
-    );
+    ));
     checkpoint::save(&model, dir.join(family)).unwrap();
     let loaded: M = checkpoint::load(&dir.join(family), None, &device).unwrap();
     assert_eq!(
@@ -258,38 +221,210 @@ fn converted_models_save_and_load_bit_identically() {
         }),
     ];
     let gpt2_ids = int_tensor::<B>(&golden("gpt2"), "input_ids");
-    assert_round_trip::<Gpt2<B>>("gpt2", "GPT-2", &attention, &dir, |m| {
-        let out = m.forward(gpt2_ids.clone(), None, AttentionMode::Configured, false);
-        values(&out.unwrap().output)
-    });
+    assert_round_trip::<Gpt2<B>>(
+        "gpt2",
+        "GPT-2",
+        &attention,
+        &dir,
+        |m| m,
+        |m| {
+            let out = m.forward(gpt2_ids.clone(), None, AttentionMode::Configured, false);
+            values(&out.unwrap().output)
+        },
+    );
     let llama_ids = int_tensor::<B>(&golden("llama"), "input_ids");
-    assert_round_trip::<Llama<B>>("llama", "Llama", &attention, &dir, |m| {
-        let out = m.forward(llama_ids.clone(), None, AttentionMode::Configured, false);
-        values(&out.unwrap().output)
-    });
+    assert_round_trip::<Llama<B>>(
+        "llama",
+        "Llama",
+        &attention,
+        &dir,
+        |m| m,
+        |m| {
+            let out = m.forward(llama_ids.clone(), None, AttentionMode::Configured, false);
+            values(&out.unwrap().output)
+        },
+    );
     let golden_bert = golden("bert");
-    assert_round_trip::<Bert<B>>("bert", "BERT", &attention, &dir, |m| {
-        let out = m
-            .encode(
-                int_tensor(&golden_bert, "input_ids"),
-                Some(int_tensor(&golden_bert, "token_type_ids")),
-                None,
+    assert_round_trip::<Bert<B>>(
+        "bert",
+        "BERT",
+        &attention,
+        &dir,
+        |m| m,
+        |m| {
+            let out = m
+                .encode(
+                    int_tensor(&golden_bert, "input_ids"),
+                    Some(int_tensor(&golden_bert, "token_type_ids")),
+                    None,
+                    AttentionMode::Configured,
+                    false,
+                )
+                .unwrap();
+            values(&m.classify(&out).unwrap())
+        },
+    );
+    let golden_vit = golden("vit");
+    assert_round_trip::<Vit<B>>(
+        "vit",
+        "ViT",
+        &attention,
+        &dir,
+        |m| m,
+        |m| {
+            let out = m.forward(
+                float_tensor(&golden_vit, "pixel_values"),
                 AttentionMode::Configured,
                 false,
-            )
-            .unwrap();
-        values(&m.classify(&out).unwrap())
-    });
-    let golden_vit = golden("vit");
-    assert_round_trip::<Vit<B>>("vit", "ViT", &attention, &dir, |m| {
-        let out = m.forward(
-            float_tensor(&golden_vit, "pixel_values"),
+            );
+            values(&out.unwrap().logits.unwrap())
+        },
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn fresh_classification_heads_save_and_load_with_the_model() {
+    let dir = std::env::temp_dir().join(format!("hedgehog-heads-{}", std::process::id()));
+    let device = Default::default();
+    let attention = [hedgehog(6)];
+    let golden_bert = golden("bert");
+    let encode = |m: &Bert<B>| {
+        m.encode(
+            int_tensor(&golden_bert, "input_ids"),
+            Some(int_tensor(&golden_bert, "token_type_ids")),
+            Some(mask_tensor(&golden_bert, "attention_mask")),
             AttentionMode::Configured,
             false,
-        );
-        values(&out.unwrap().logits.unwrap())
-    });
+        )
+        .unwrap()
+    };
+    // The fixture's 3-way head gives way to a 5-way one, and the config says so.
+    assert_round_trip::<Bert<B>>(
+        "bert",
+        "BERT with a new head",
+        &attention,
+        &dir,
+        |m| m.with_classifier(5, &device),
+        |m| {
+            assert_eq!(m.config.num_labels, Some(5));
+            let logits = m.classify(&encode(m)).unwrap();
+            assert_eq!(logits.dims(), [2, 5]);
+            values(&logits)
+        },
+    );
+    let golden_vit = golden("vit");
+    assert_round_trip::<Vit<B>>(
+        "vit",
+        "ViT with a new head",
+        &attention,
+        &dir,
+        |m| m.with_classifier(3, &device),
+        |m| {
+            assert_eq!(m.config.num_labels, Some(3));
+            let out = m.forward(
+                float_tensor(&golden_vit, "pixel_values"),
+                AttentionMode::Configured,
+                false,
+            );
+            let logits = out.unwrap().logits.unwrap();
+            assert_eq!(logits.dims()[1], 3);
+            values(&logits)
+        },
+    );
+
+    // An encoder without a head (as all-MiniLM-L6-v2 is) gets one; the encoder is untouched.
+    let encoder = Bert::<B>::from_pretrained(fixture_dir("bert"), None, &device).unwrap();
+    let mut headless = encoder.clone();
+    headless.classifier = None;
+    headless.config.num_labels = None;
+    let err = headless.classify(&encode(&headless)).unwrap_err();
+    assert!(err.to_string().contains("no classification head"), "{err}");
+    let headed = headless.with_classifier(2, &device);
+    let weight = values(&headed.classifier.as_ref().unwrap().weight.val());
+    let std = (weight.iter().map(|w| w * w).sum::<f64>() / weight.len() as f64).sqrt();
+    assert!(
+        (0.01..0.03).contains(&std),
+        "N(0, 0.02) head, got std {std}"
+    );
+    let bias = headed.classifier.as_ref().unwrap().bias.as_ref().unwrap();
+    assert!(values(&bias.val()).iter().all(|b| *b == 0.0), "zero bias");
+    assert_eq!(
+        values(&encode(&headed).pooled),
+        values(&encode(&encoder).pooled)
+    );
+    checkpoint::save(&headed, dir.join("headless")).unwrap();
+    let loaded = Bert::<B>::from_pretrained(dir.join("headless"), None, &device).unwrap();
+    assert_eq!(
+        values(&loaded.classify(&encode(&loaded)).unwrap()),
+        values(&headed.classify(&encode(&headed)).unwrap()),
+        "a head added to an encoder round-trips"
+    );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn captures_carry_the_raw_kernel_of_linear_layers() {
+    let device = Default::default();
+    let eps = 1e-6;
+    let golden_gpt2 = golden("gpt2");
+    let model = Gpt2::<B>::from_pretrained(
+        fixture_dir("gpt2"),
+        Some(vec![AttentionConfig::Softmax, hedgehog(8)]),
+        &device,
+    )
+    .unwrap();
+    let ids = int_tensor::<B>(&golden_gpt2, "input_ids");
+    let golden_bert = golden("bert");
+    let bert =
+        Bert::<B>::from_pretrained(fixture_dir("bert"), Some(vec![hedgehog(8)]), &device).unwrap();
+    let mask = mask_tensor::<B>(&golden_bert, "attention_mask");
+    // The second sequence is right-padded after `real` tokens.
+    let real = values(&mask.clone().float().sum_dim(1))[1] as usize;
+    for mode in [AttentionMode::Configured, AttentionMode::Distill] {
+        let gpt2 = model.forward(ids.clone(), None, mode, true).unwrap();
+        let bert = bert
+            .encode(
+                int_tensor(&golden_bert, "input_ids"),
+                None,
+                Some(mask.clone()),
+                mode,
+                true,
+            )
+            .unwrap();
+        let captures = gpt2
+            .attention
+            .iter()
+            .map(|c| ("GPT-2", true, c))
+            .chain(bert.attention.iter().map(|c| ("BERT", false, c)));
+        for (layer, (family, causal, capture)) in captures.enumerate() {
+            let what = format!("{family} {mode:?} capture {layer}");
+            let (Some(kernel), Some(student)) = (&capture.kernel, &capture.student) else {
+                assert!(
+                    capture.kernel.is_none() && capture.student.is_none(),
+                    "{what}: kernel exactly with student weights"
+                );
+                continue;
+            };
+            assert_eq!(
+                kernel.dims(),
+                capture.teacher.dims(),
+                "{what}: [B, H, T, T]"
+            );
+            let normalised = kernel
+                .clone()
+                .div(kernel.clone().sum_dim(3).add_scalar(eps));
+            assert_max_diff(&values(&normalised), &values(student), 1e-5, &what);
+            let [_, h, t, _] = kernel.dims();
+            for (index, value) in values(kernel).iter().enumerate() {
+                let (n, i, j) = (index / (h * t * t), index / t % t, index % t);
+                let padded = !causal && n == 1 && (i >= real || j >= real);
+                if (causal && j > i) || padded {
+                    assert_eq!(*value, 0.0, "{what}: masked entry n={n} i={i} j={j}");
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -99,6 +99,48 @@ fn minilm_sentence_embeddings_match_sentence_transformers() {
 }
 
 #[test]
+fn minilm_takes_a_fresh_two_class_head_that_saves_and_loads_with_it() {
+    let Some(dir) =
+        fetched("all-MiniLM-L6-v2/model.safetensors").map(|p| p.parent().unwrap().to_path_buf())
+    else {
+        return;
+    };
+    let device = Default::default();
+    let tokenizer = TextTokenizer::from_tokenizer_json(dir.join("tokenizer.json")).unwrap();
+    let encoder = Bert::<B>::from_pretrained(&dir, None, &device).unwrap();
+    assert!(encoder.classifier.is_none(), "MiniLM ships without a head");
+    let model = encoder.clone().with_classifier(2, &device);
+    let ids = ids_tensor(
+        &tokenizer
+            .encode("A fresh head on a pretrained encoder.")
+            .unwrap()
+            .ids,
+    );
+    let encode = |m: &Bert<B>| {
+        m.encode(ids.clone(), None, None, AttentionMode::Configured, false)
+            .unwrap()
+    };
+    let out = encode(&model);
+    assert_eq!(
+        values(&out.last_hidden_state),
+        values(&encode(&encoder).last_hidden_state),
+        "the head leaves the encoder alone"
+    );
+    let logits = values(&model.classify(&out).unwrap());
+    assert_eq!(logits.len(), 2);
+    let saved = std::env::temp_dir().join(format!("hedgehog-minilm-head-{}", std::process::id()));
+    hedgehog_models::checkpoint::save(&model, &saved).unwrap();
+    let loaded = Bert::<B>::from_pretrained(&saved, None, &device).unwrap();
+    std::fs::remove_dir_all(&saved).ok();
+    assert_eq!(loaded.config.num_labels, Some(2));
+    assert_eq!(
+        values(&loaded.classify(&encode(&loaded)).unwrap()),
+        logits,
+        "bit-identical after the round trip"
+    );
+}
+
+#[test]
 fn smollm2_gguf_logits_and_greedy_continuation_match_the_reference() {
     let Some(path) = fetched("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf") else {
         return;

@@ -18,7 +18,8 @@ use crate::attention::{
     AttentionCapture, AttentionMode, Gelu, SelfAttention, SelfAttentionConfig, map_linear,
 };
 use crate::common::{
-    ModelError, check_tokens, layer_norm, map_embedding, map_layer_norm, per_layer,
+    AttentionLayers, ModelError, check_tokens, classification_head, layer_norm, map_embedding,
+    map_layer_norm, per_layer,
 };
 use crate::weights::{Layout, SafetensorsLoader, WeightError, WeightVisitor};
 
@@ -267,6 +268,22 @@ impl<B: Backend> Bert<B> {
         })
     }
 
+    /// Replaces the classification head (or adds one to an encoder such as all-MiniLM-L6-v2)
+    /// with a fresh `num_labels`-way head initialised as HF's `BertPreTrainedModel` does
+    /// (`N(0, 0.02)` weights, zero bias), and records `num_labels` in the config so that
+    /// [`crate::checkpoint::save`] writes the head and [`Bert::from_pretrained`] reads it back.
+    pub fn with_classifier(mut self, num_labels: usize, device: &B::Device) -> Self {
+        self.classifier = Some(classification_head(
+            self.config.hidden_size,
+            num_labels,
+            device,
+        ));
+        self.config.num_labels = Some(num_labels);
+        // HF's label names describe the old head.
+        self.config.id2label = None;
+        self
+    }
+
     /// Classification (or regression, 1 label) logits `[B, labels]` from the pooled output.
     pub fn classify(&self, output: &BertOutput<B>) -> Result<Tensor<B, 2>, ModelError> {
         let classifier = self.classifier.as_ref().ok_or_else(|| {
@@ -373,6 +390,27 @@ impl<B: Backend> Bert<B> {
         device: &B::Device,
     ) -> Result<Self, ModelError> {
         crate::checkpoint::load(dir.as_ref(), attention, device)
+    }
+}
+
+impl<B: Backend> AttentionLayers<B> for Bert<B> {
+    fn attention_layers(&self) -> Vec<&SelfAttention<B>> {
+        self.layers.iter().map(|layer| &layer.attention).collect()
+    }
+
+    fn map_attention_layers(
+        mut self,
+        f: &mut dyn FnMut(SelfAttention<B>) -> Result<SelfAttention<B>, ModelError>,
+    ) -> Result<Self, ModelError> {
+        self.layers = self
+            .layers
+            .into_iter()
+            .map(|mut layer| {
+                layer.attention = f(layer.attention)?;
+                Ok(layer)
+            })
+            .collect::<Result<_, ModelError>>()?;
+        Ok(self)
     }
 }
 

@@ -18,8 +18,8 @@ use crate::attention::{
     AttentionMode, Gelu, LayerCache, SelfAttention, SelfAttentionConfig, map_linear,
 };
 use crate::common::{
-    CausalLm, ModelError, ModelOutput, check_tokens, layer_norm, map_embedding, map_layer_norm,
-    per_layer,
+    AttentionLayers, CausalLm, ModelError, ModelOutput, check_tokens, layer_norm, map_embedding,
+    map_layer_norm, per_layer,
 };
 use crate::weights::{Layout, SafetensorsLoader, WeightError, WeightVisitor};
 
@@ -342,6 +342,27 @@ impl<B: Backend> CausalLm<B> for Gpt2<B> {
             next.push(cache);
         }
         Ok((self.logits(hidden), next))
+    }
+}
+
+impl<B: Backend> AttentionLayers<B> for Gpt2<B> {
+    fn attention_layers(&self) -> Vec<&SelfAttention<B>> {
+        self.blocks.iter().map(|block| &block.attn).collect()
+    }
+
+    fn map_attention_layers(
+        mut self,
+        f: &mut dyn FnMut(SelfAttention<B>) -> Result<SelfAttention<B>, ModelError>,
+    ) -> Result<Self, ModelError> {
+        self.blocks = self
+            .blocks
+            .into_iter()
+            .map(|mut block| {
+                block.attn = f(block.attn)?;
+                Ok(block)
+            })
+            .collect::<Result<_, ModelError>>()?;
+        Ok(self)
     }
 }
 

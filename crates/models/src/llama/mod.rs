@@ -15,7 +15,9 @@ use hedgehog_attention::AttentionConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::{AttentionMode, LayerCache, SelfAttention, SelfAttentionConfig, map_linear};
-use crate::common::{CausalLm, ModelError, ModelOutput, check_tokens, map_embedding, per_layer};
+use crate::common::{
+    AttentionLayers, CausalLm, ModelError, ModelOutput, check_tokens, map_embedding, per_layer,
+};
 use crate::weights::{Layout, SafetensorsLoader, WeightError, WeightVisitor};
 
 fn default_rope_theta() -> f64 {
@@ -372,6 +374,27 @@ impl<B: Backend> CausalLm<B> for Llama<B> {
             next.push(cache);
         }
         Ok((self.logits(hidden), next))
+    }
+}
+
+impl<B: Backend> AttentionLayers<B> for Llama<B> {
+    fn attention_layers(&self) -> Vec<&SelfAttention<B>> {
+        self.layers.iter().map(|layer| &layer.attention).collect()
+    }
+
+    fn map_attention_layers(
+        mut self,
+        f: &mut dyn FnMut(SelfAttention<B>) -> Result<SelfAttention<B>, ModelError>,
+    ) -> Result<Self, ModelError> {
+        self.layers = self
+            .layers
+            .into_iter()
+            .map(|mut layer| {
+                layer.attention = f(layer.attention)?;
+                Ok(layer)
+            })
+            .collect::<Result<_, ModelError>>()?;
+        Ok(self)
     }
 }
 

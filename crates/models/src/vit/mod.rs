@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::attention::{
     AttentionCapture, AttentionMode, Gelu, SelfAttention, SelfAttentionConfig, map_linear,
 };
-use crate::common::{ModelError, layer_norm, map_layer_norm, per_layer};
+use crate::common::{
+    AttentionLayers, ModelError, classification_head, layer_norm, map_layer_norm, per_layer,
+};
 use crate::weights::{Layout, SafetensorsLoader, WeightError, WeightVisitor};
 
 fn default_epsilon() -> f64 {
@@ -232,6 +234,22 @@ impl<B: Backend> Vit<B> {
             .reshape([b, gh * gw, c * p * p])
     }
 
+    /// Replaces the classification head (or adds one to a headless encoder) with a fresh
+    /// `num_labels`-way head, `N(0, 0.02)` weights and zero bias (HF `ViTPreTrainedModel` draws
+    /// a truncated normal with the same σ), and records `num_labels` in the config so that
+    /// [`crate::checkpoint::save`] writes the head and [`Vit::from_pretrained`] reads it back.
+    pub fn with_classifier(mut self, num_labels: usize, device: &B::Device) -> Self {
+        self.classifier = Some(classification_head(
+            self.config.hidden_size,
+            num_labels,
+            device,
+        ));
+        self.config.num_labels = Some(num_labels);
+        // HF's label names describe the old head.
+        self.config.id2label = None;
+        self
+    }
+
     /// `images: [B, C, H, W]` (already normalised).
     pub fn forward(
         &self,
@@ -379,6 +397,27 @@ impl<B: Backend> Vit<B> {
         device: &B::Device,
     ) -> Result<Self, ModelError> {
         crate::checkpoint::load(dir.as_ref(), attention, device)
+    }
+}
+
+impl<B: Backend> AttentionLayers<B> for Vit<B> {
+    fn attention_layers(&self) -> Vec<&SelfAttention<B>> {
+        self.layers.iter().map(|layer| &layer.attention).collect()
+    }
+
+    fn map_attention_layers(
+        mut self,
+        f: &mut dyn FnMut(SelfAttention<B>) -> Result<SelfAttention<B>, ModelError>,
+    ) -> Result<Self, ModelError> {
+        self.layers = self
+            .layers
+            .into_iter()
+            .map(|mut layer| {
+                layer.attention = f(layer.attention)?;
+                Ok(layer)
+            })
+            .collect::<Result<_, ModelError>>()?;
+        Ok(self)
     }
 }
 

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
+use hedgehog_attention::{AttentionConfig, FeatureMapConfig, HedgehogActivation};
+use hedgehog_models::CausalLm;
+use hedgehog_models::attention::LayerCache;
 use serde_json::Value;
 
 pub type B = NdArray<f32>;
@@ -97,4 +100,48 @@ pub fn assert_max_diff(got: &[f64], expected: &[f64], tolerance: f64, what: &str
         got[index],
         expected[index]
     );
+}
+
+/// Hedgehog attention with a short chunk, so that tiny fixtures cross chunk boundaries.
+pub fn hedgehog(feature_dim: usize) -> AttentionConfig {
+    AttentionConfig::Linear {
+        feature_map: FeatureMapConfig::Hedgehog {
+            activation: HedgehogActivation::SoftmaxSplit,
+            feature_dim,
+            per_head: true,
+        },
+        tie_query_key: false,
+        chunk_size: 5,
+        eps: 1e-6,
+    }
+}
+
+pub fn tokens(ids: &[i64], batch: usize) -> Tensor<B, 2, Int> {
+    let t = ids.len() / batch;
+    Tensor::from_data(
+        TensorData::new(ids.to_vec(), [batch, t]),
+        &Default::default(),
+    )
+}
+
+/// Runs `model` token by token through its caches and stacks the logits.
+pub fn decode_stepwise<Bk: Backend, M: CausalLm<Bk>>(
+    model: &M,
+    ids: &Tensor<Bk, 2, Int>,
+    prefix: usize,
+) -> Tensor<Bk, 3> {
+    let [b, t] = ids.dims();
+    let caches = vec![LayerCache::Empty; model.num_layers()];
+    let (first, mut caches) = model
+        .forward_cached(ids.clone().slice([0..b, 0..prefix]), caches, 0)
+        .unwrap();
+    let mut outputs = vec![first];
+    for i in prefix..t {
+        let (logits, next) = model
+            .forward_cached(ids.clone().slice([0..b, i..i + 1]), caches, i)
+            .unwrap();
+        outputs.push(logits);
+        caches = next;
+    }
+    Tensor::cat(outputs, 1)
 }
