@@ -1,0 +1,277 @@
+//! `hedgehog plots`: every committed figure, regenerated from run folders as a YAML file of
+//! figures (`experiments/figures.yaml`) says. Each figure names the runs it draws on by spec
+//! name (and, for the attention measures, the label of the `analyze` stage), so a figure is a
+//! pure function of `results/`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::AnalysisError;
+use crate::measures::AttentionReport;
+use crate::plots::{self, PlotFiles, Series};
+use crate::tables::{RunRecord, StageKind, collect_runs};
+
+/// The analysis reports of one spec's runs: those of the `analyze` stage labelled `stage`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSource {
+    pub spec: String,
+    pub stage: String,
+    /// Appended to each map's label (to tell apart two stages of one run, e.g. " (distilled)").
+    #[serde(default)]
+    pub suffix: String,
+}
+
+/// One figure; `out` is the path stem (`.png` and `.svg` are written).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Figure {
+    /// Mean attention entropy per map, softmax beside them.
+    Entropy {
+        out: PathBuf,
+        sources: Vec<AnalysisSource>,
+    },
+    /// Binned weight (and raw kernel) against q·k, one panel per map.
+    Monotonicity {
+        out: PathBuf,
+        sources: Vec<AnalysisSource>,
+    },
+    /// KL(softmax ‖ map) per layer and head, one panel per map.
+    KlHeatmaps {
+        out: PathBuf,
+        sources: Vec<AnalysisSource>,
+    },
+    /// One head's attention on one example: softmax, then each map.
+    AttentionMaps {
+        out: PathBuf,
+        sources: Vec<AnalysisSource>,
+    },
+    /// A `metrics.csv` column against the global step, one line per run of `spec`, taken from
+    /// the stage labelled `stage` (all stages when absent).
+    TrainingCurves {
+        out: PathBuf,
+        spec: String,
+        column: String,
+        #[serde(default)]
+        stage: Option<String>,
+        #[serde(default)]
+        log_y: bool,
+    },
+}
+
+impl Figure {
+    pub fn out(&self) -> &Path {
+        match self {
+            Self::Entropy { out, .. }
+            | Self::Monotonicity { out, .. }
+            | Self::KlHeatmaps { out, .. }
+            | Self::AttentionMaps { out, .. }
+            | Self::TrainingCurves { out, .. } => out,
+        }
+    }
+}
+
+/// The contents of a figures file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FigureList {
+    pub figures: Vec<Figure>,
+}
+
+impl FigureList {
+    pub fn load(path: &Path) -> Result<Self, AnalysisError> {
+        let text = std::fs::read_to_string(path).map_err(AnalysisError::io(path))?;
+        serde_saphyr::from_str(&text)
+            .map_err(|e| AnalysisError::Config(format!("{}: {e}", path.display())))
+    }
+}
+
+/// The newest finished run of `spec` per attention label of its stage `stage`, in sweep order
+/// (oldest run first), with that stage's report.
+fn reports(
+    runs: &[RunRecord],
+    source: &AnalysisSource,
+) -> Result<Vec<AttentionReport>, AnalysisError> {
+    let mut found: Vec<(String, PathBuf)> = Vec::new();
+    let mut candidates: Vec<&RunRecord> = runs
+        .iter()
+        .filter(|r| r.spec == source.spec && r.summary.finished)
+        .collect();
+    candidates.sort_by_key(|r| run_number(&r.run_id));
+    for run in candidates {
+        for stage in &run.summary.stages {
+            if stage.kind == StageKind::Analyze
+                && stage.label == source.stage
+                && let Some(relative) = &stage.analysis
+            {
+                let path = run.dir.join(relative);
+                match found
+                    .iter_mut()
+                    .find(|(label, _)| *label == stage.attention)
+                {
+                    Some(slot) => slot.1 = path,
+                    None => found.push((stage.attention.clone(), path)),
+                }
+            }
+        }
+    }
+    if found.is_empty() {
+        return Err(AnalysisError::Data(format!(
+            "no finished run of `{}` has an analyze stage labelled `{}`; run `hedgehog run experiments/{}.yaml` first",
+            source.spec, source.stage, source.spec
+        )));
+    }
+    found
+        .iter()
+        .map(|(_, path)| {
+            let mut report = AttentionReport::load(path)?;
+            if report.attention != "softmax" {
+                report.attention.push_str(&source.suffix);
+            }
+            Ok(report)
+        })
+        .collect()
+}
+
+fn run_number(run_id: &str) -> u64 {
+    run_id
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn all_reports(
+    runs: &[RunRecord],
+    sources: &[AnalysisSource],
+) -> Result<Vec<AttentionReport>, AnalysisError> {
+    let mut out = Vec::new();
+    for source in sources {
+        out.extend(reports(runs, source)?);
+    }
+    Ok(out)
+}
+
+/// Draws one figure from the runs under `results_dir`.
+pub fn draw(figure: &Figure, runs: &[RunRecord]) -> Result<PlotFiles, AnalysisError> {
+    if let Some(parent) = figure.out().parent() {
+        std::fs::create_dir_all(parent).map_err(AnalysisError::io(parent))?;
+    }
+    match figure {
+        Figure::Entropy { out, sources } => {
+            let reports = all_reports(runs, sources)?;
+            // A softmax run measures softmax itself; otherwise every report's teacher is the
+            // softmax of the same model, and their mean is the reference.
+            let softmax = reports
+                .iter()
+                .find(|r| r.attention == "softmax")
+                .and_then(|r| r.summary().teacher_entropy)
+                .or_else(|| mean(reports.iter().filter_map(|r| r.summary().teacher_entropy)))
+                .ok_or_else(|| AnalysisError::Data("no softmax entropy in the reports".into()))?;
+            let rows: Vec<(String, f64)> = reports
+                .iter()
+                .filter(|r| r.attention != "softmax")
+                .filter_map(|r| {
+                    r.summary()
+                        .student_entropy
+                        .map(|e| (r.attention.clone(), e))
+                })
+                .collect();
+            plots::entropy_bars(&rows, softmax, out)
+        }
+        Figure::Monotonicity { out, sources } => {
+            plots::monotonicity_panels(&all_reports(runs, sources)?, out)
+        }
+        Figure::KlHeatmaps { out, sources } => {
+            let reports: Vec<AttentionReport> = all_reports(runs, sources)?
+                .into_iter()
+                .filter(|r| r.attention != "softmax")
+                .collect();
+            plots::kl_heatmaps(&reports, out)
+        }
+        Figure::AttentionMaps { out, sources } => {
+            let reports = all_reports(runs, sources)?;
+            let mut maps = Vec::new();
+            for report in &reports {
+                let Some(example) = &report.example else {
+                    continue;
+                };
+                if maps.is_empty() {
+                    let mut teacher = example.clone();
+                    teacher.student = None;
+                    maps.push(("softmax".to_string(), teacher));
+                }
+                if example.student.is_some() {
+                    let mut student = example.clone();
+                    student.teacher = student.student.take().expect("checked");
+                    maps.push((report.attention.clone(), student));
+                }
+            }
+            plots::attention_maps(&maps, out)
+        }
+        Figure::TrainingCurves {
+            out,
+            spec,
+            column,
+            stage,
+            log_y,
+        } => {
+            let mut chosen: Vec<&RunRecord> = runs.iter().filter(|r| &r.spec == spec).collect();
+            chosen.sort_by_key(|r| run_number(&r.run_id));
+            let mut series: Vec<Series> = Vec::new();
+            for run in chosen {
+                let label = run
+                    .summary
+                    .stages
+                    .iter()
+                    .find(|s| stage.as_ref().is_none_or(|l| &s.label == l))
+                    .map_or_else(|| run.run_id.clone(), |s| s.attention.clone());
+                for (stage_label, points) in
+                    plots::metrics_series(&run.dir.join("metrics.csv"), column)?
+                {
+                    if stage.as_ref().is_some_and(|l| l != &stage_label) || points.is_empty() {
+                        continue;
+                    }
+                    let name = if stage.is_some() {
+                        label.clone()
+                    } else {
+                        format!("{label}: {stage_label}")
+                    };
+                    // A later run with the same label replaces the earlier one.
+                    series.retain(|(n, _)| n != &name);
+                    series.push((name, points));
+                }
+            }
+            if series.is_empty() {
+                return Err(AnalysisError::Data(format!(
+                    "no run of `{spec}` has values in column `{column}`"
+                )));
+            }
+            plots::training_curves(&series, column, *log_y, out)
+        }
+    }
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let values: Vec<f64> = values.collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// What `draw_all` did: the files written, and each figure skipped with the reason.
+pub type Drawn = (Vec<PlotFiles>, Vec<(PathBuf, String)>);
+
+/// Draws every figure of `list` from `results_dir`; a figure whose runs are missing is
+/// reported and skipped, so the others still come out.
+pub fn draw_all(list: &FigureList, results_dir: &Path) -> Result<Drawn, AnalysisError> {
+    let runs = collect_runs(results_dir)?;
+    let (mut written, mut skipped) = (Vec::new(), Vec::new());
+    for figure in &list.figures {
+        match draw(figure, &runs) {
+            Ok(files) => written.push(files),
+            Err(e) => skipped.push((figure.out().to_path_buf(), e.to_string())),
+        }
+    }
+    Ok((written, skipped))
+}
