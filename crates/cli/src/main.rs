@@ -1,4 +1,5 @@
-//! `hedgehog`: run, validate and list experiment specs (YAML).
+//! `hedgehog`: run, validate and list experiment specs (YAML); build the paper's tables and
+//! figures from the run folders.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,6 +40,21 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// The paper's tables next to ours, from the run folders (Markdown and CSV).
+    Tables {
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Where `<table>.md` and `<table>.csv` go.
+        #[arg(long, default_value = "results/tables")]
+        out: PathBuf,
+    },
+    /// Every figure a figures file lists, redrawn from the run folders (PNG and SVG).
+    Plots {
+        #[arg(default_value = "experiments/figures.yaml")]
+        figures: PathBuf,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
     /// The specs in experiments/ and their last results.
     List {
         #[arg(long, default_value = "experiments")]
@@ -49,20 +65,58 @@ enum Command {
 }
 
 fn print_summary(summary: &hedgehog_train::RunSummary) {
-    println!(
-        "\n| stage | attention | steps | final loss | validation perplexity |\n|---|---|---:|---:|---:|"
-    );
+    println!("\n| stage | attention | steps | final loss | validation |\n|---|---|---:|---:|---|");
     for stage in &summary.stages {
         let loss = stage.final_loss.map_or("".into(), |l| format!("{l:.4}"));
-        let ppl = stage
-            .validation_perplexity
-            .map_or("".into(), |p| format!("{p:.2}"));
+        let validation = match (&stage.headline, stage.headline_value()) {
+            (Some(name), Some(value)) => format!("{name} {value:.2}"),
+            _ => stage
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
         println!(
-            "| {} | {} | {} | {loss} | {ppl} |",
+            "| {} | {} | {} | {loss} | {validation} |",
             stage.label, stage.attention, stage.steps
         );
     }
     println!("\nrun folder: {}", summary.run_dir.display());
+}
+
+/// One line per sweep point: the point and the last headline of the run.
+fn print_sweep(summaries: &[hedgehog_train::RunSummary]) {
+    println!("\n| sweep point | run | last result |\n|---|---|---|");
+    for summary in summaries {
+        let point = summary
+            .sweep
+            .as_ref()
+            .map(|p| {
+                p.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let last = summary
+            .stages
+            .iter()
+            .rev()
+            .find_map(|s| s.headline.clone().zip(s.headline_value()))
+            .map_or(String::new(), |(name, value)| format!("{name} {value:.2}"));
+        println!("| {point} | {} | {last} |", summary.run_dir.display());
+    }
+}
+
+fn cuda_index(device: &str) -> Result<usize, String> {
+    match device {
+        "cuda" => Ok(0),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("bad device `{other}`: expected cpu, cuda or cuda:N")),
+    }
 }
 
 fn run(
@@ -77,34 +131,56 @@ fn run(
         resume,
         verbose: true,
     };
-    let summary = match spec.device.as_str() {
-        "cpu" => hedgehog_train::run::<burn::backend::Autodiff<burn::backend::NdArray>>(
-            &spec,
-            &options,
-            &Default::default(),
-        ),
-        #[cfg(feature = "cuda")]
-        device => {
-            let index = device
-                .strip_prefix("cuda:")
-                .map_or(Ok(0), str::parse)
-                .map_err(|_| format!("bad device `{device}`"))?;
-            hedgehog_train::run::<burn::backend::Autodiff<burn::backend::Cuda>>(
-                &spec,
-                &options,
-                &burn::backend::cuda::CudaDevice::new(index),
-            )
-        }
-        #[cfg(not(feature = "cuda"))]
-        device => {
-            return Err(format!(
-                "device `{device}` needs a build with `--features cuda`"
-            ));
-        }
+    let devices = spec.device.names();
+    let summaries = if devices.iter().all(|d| d == "cpu") {
+        // burn's ndarray backend has one CPU device; a list of them still splits each batch.
+        let cpus = vec![burn::backend::ndarray::NdArrayDevice::Cpu; devices.len()];
+        hedgehog_train::run::<burn::backend::Autodiff<burn::backend::NdArray>>(
+            &spec, &options, &cpus,
+        )
+    } else if devices.iter().any(|d| d == "cpu") {
+        return Err("device: a list cannot mix cpu and cuda devices".into());
+    } else {
+        run_cuda(&spec, &options, &devices)?
     }
     .map_err(|e| e.to_string())?;
-    print_summary(&summary);
+    for summary in &summaries {
+        print_summary(summary);
+    }
+    if summaries.len() > 1 {
+        print_sweep(&summaries);
+    }
     Ok(())
+}
+
+#[cfg(feature = "cuda")]
+fn run_cuda(
+    spec: &Spec,
+    options: &RunOptions,
+    devices: &[String],
+) -> Result<Result<Vec<hedgehog_train::RunSummary>, hedgehog_train::RunError>, String> {
+    let devices = devices
+        .iter()
+        .map(|d| cuda_index(d).map(burn::backend::cuda::CudaDevice::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(hedgehog_train::run::<
+        burn::backend::Autodiff<burn::backend::Cuda>,
+    >(spec, options, &devices))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_cuda(
+    _spec: &Spec,
+    _options: &RunOptions,
+    devices: &[String],
+) -> Result<Result<Vec<hedgehog_train::RunSummary>, hedgehog_train::RunError>, String> {
+    for device in devices {
+        cuda_index(device)?;
+    }
+    Err(format!(
+        "device `{}` needs a build with `--features cuda` (cargo build --release -p hedgehog-cli --features cuda)",
+        devices.join(", ")
+    ))
 }
 
 fn list(dir: &Path, results: &Path) -> Result<(), String> {
@@ -114,10 +190,11 @@ fn list(dir: &Path, results: &Path) -> Result<(), String> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
     specs.sort();
-    println!("| spec | name | last run | last validation perplexity |\n|---|---|---|---:|");
+    println!("| spec | name | runs | last run | last result |\n|---|---|---:|---|---|");
     for path in specs {
         match Spec::load(&path, &[]) {
             Ok(spec) => {
+                let points = spec.expand().map_or(1, |p| p.len());
                 let runs = results.join(&spec.name);
                 let last = std::fs::read_dir(&runs)
                     .into_iter()
@@ -125,34 +202,56 @@ fn list(dir: &Path, results: &Path) -> Result<(), String> {
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| p.join("summary.json").exists())
                     .max();
-                let (run, ppl) = match &last {
+                let (run, result) = match &last {
                     Some(run) => {
-                        let summary: Option<hedgehog_train::RunSummary> =
-                            std::fs::read_to_string(run.join("summary.json"))
-                                .ok()
-                                .and_then(|t| serde_json_from(&t));
-                        let ppl = summary
+                        let summary = std::fs::read_to_string(run.join("summary.json"))
+                            .ok()
+                            .and_then(|t| hedgehog_train::run::summary_from_json(&t));
+                        let result = summary
                             .and_then(|s| {
+                                let finished = s.finished;
                                 s.stages
                                     .iter()
                                     .rev()
-                                    .find_map(|st| st.validation_perplexity)
+                                    .find_map(|st| st.headline.clone().zip(st.headline_value()))
+                                    .map(|(name, value)| {
+                                        format!(
+                                            "{name} {value:.2}{}",
+                                            if finished { "" } else { " (unfinished)" }
+                                        )
+                                    })
                             })
-                            .map_or("".into(), |p| format!("{p:.2}"));
-                        (run.display().to_string(), ppl)
+                            .unwrap_or_default();
+                        (run.display().to_string(), result)
                     }
                     None => ("never run".into(), String::new()),
                 };
-                println!("| {} | {} | {run} | {ppl} |", path.display(), spec.name);
+                println!(
+                    "| {} | {} | {points} | {run} | {result} |",
+                    path.display(),
+                    spec.name
+                );
             }
-            Err(e) => println!("| {} | invalid: {e} | | |", path.display()),
+            Err(e) => println!("| {} | invalid: {e} | | | |", path.display()),
         }
     }
     Ok(())
 }
 
-fn serde_json_from(text: &str) -> Option<hedgehog_train::RunSummary> {
-    hedgehog_train::run::summary_from_json(text)
+fn plots(figures: &Path, results: &Path) -> Result<(), String> {
+    let list = hedgehog_analysis::figures::FigureList::load(figures).map_err(|e| e.to_string())?;
+    let (written, skipped) =
+        hedgehog_analysis::figures::draw_all(&list, results).map_err(|e| e.to_string())?;
+    for files in &written {
+        println!("wrote {} and {}", files.png.display(), files.svg.display());
+    }
+    for (out, reason) in &skipped {
+        eprintln!("skipped {}: {reason}", out.display());
+    }
+    if written.is_empty() && !skipped.is_empty() {
+        return Err("no figure could be drawn".into());
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -169,10 +268,16 @@ fn main() -> ExitCode {
             for path in &specs {
                 match Spec::load(path, &overrides) {
                     Ok(spec) => println!(
-                        "ok: {} ({}, {} stages)",
+                        "ok: {} ({}, {} stages, {} run{})",
                         path.display(),
                         spec.name,
-                        spec.stages.len()
+                        spec.stages.len(),
+                        spec.expand().map_or(1, |p| p.len()),
+                        if spec.expand().map_or(1, |p| p.len()) == 1 {
+                            ""
+                        } else {
+                            "s"
+                        }
                     ),
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -187,6 +292,13 @@ fn main() -> ExitCode {
             }
         }
         Command::List { dir, results } => list(&dir, &results),
+        Command::Tables { results, out } => hedgehog_analysis::write_tables(&results, &out)
+            .map(|markdown| {
+                println!("{markdown}");
+                println!("written to {}", out.display());
+            })
+            .map_err(|e| e.to_string()),
+        Command::Plots { figures, results } => plots(&figures, &results),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,15 @@
 //! Experiments from YAML: the spec format, and the pipelines that train from scratch, convert a
-//! softmax model by attention distillation, finetune and evaluate, with run folders, metrics,
-//! checkpoints and exact resume.
+//! softmax model by attention distillation, finetune, evaluate and analyse, for language
+//! modelling (GPT-2, Llama), associative recall, GLUE (BERT) and images (ViT), with run folders,
+//! metrics, checkpoints and exact resume.
 
+mod analyze;
+mod checkpoint;
+pub mod metrics;
+mod progress;
 pub mod run;
 pub mod spec;
+pub mod task;
 
-pub use run::{RunError, RunOptions, RunSummary, run};
-pub use spec::{Spec, SpecError};
+pub use run::{RunError, RunOptions, RunSummary, StageResult, run, run_point};
+pub use spec::{Spec, SpecError, SweepPoint};

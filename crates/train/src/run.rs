@@ -1,34 +1,40 @@
-//! The pipeline behind `hedgehog run`: stages of training, distillation, finetuning and
-//! evaluation over one model, with a run folder, checkpoints and exact resume.
+//! The pipeline behind `hedgehog run`: stages of training, distillation, finetuning,
+//! evaluation and analysis over one model, with a run folder, checkpoints and exact resume.
 //!
 //! The loop is our own rather than burn-train's `Learner`: distillation trains on per-layer
 //! attention weights with the base frozen, stages switch the model's attention in the middle of
 //! a run, and exact resume needs the data order and dropout seeds to be pure functions of
-//! (seed, stage, step), which a hand-written loop makes plain.
+//! (seed, stage, step), which a hand-written loop makes plain. It is built from burn's own
+//! pieces: `OptimizerAdaptor<AdamW>`, `GradientsAccumulator`, gradient clipping, and
+//! `GradientsParams::to_device` for data parallelism over a device list.
 
-use std::collections::HashMap;
-use std::io::Write;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
 use hedgehog_attention::AttentionConfig;
-use hedgehog_attention::distill::{self, Reduction, RowLoss};
-use hedgehog_models::AttentionMode;
-use hedgehog_models::checkpoint;
-use hedgehog_models::gpt2::{Gpt2, Gpt2Config};
-use hedgehog_tasks::lm::{self, CorpusSplit};
-use rand::SeedableRng;
-use rand::prelude::*;
-use rand::rngs::StdRng;
+use hedgehog_models::AttentionLayers;
+use hedgehog_models::checkpoint::{self as model_checkpoint, Checkpoint};
+use hedgehog_models::gpt2::Gpt2;
+use hedgehog_models::llama::Llama;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{OptimizerSpec, Preset, Spec, StageKind, StageSpec, TaskSpec, Trainable};
+use crate::analyze;
+use crate::checkpoint::{self, Adam, AdamRecord, EarlyState, Progress, param_order};
+use crate::metrics::{MetricsLog, MetricsRow};
+use crate::progress::Reporter;
+use crate::spec::{
+    Family, OptimizerSpec, Spec, StageKind, StageSpec, SweepPoint, TableId, TaskSpec, Trainable,
+};
+use crate::task::glue::GlueTask;
+use crate::task::images::ImageTask;
+use crate::task::lm::LmTask;
+use crate::task::recall::RecallTask;
+use crate::task::{EpochSampler, Evaluation, Task, TaskInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -38,15 +44,19 @@ pub enum RunError {
     Data(#[from] hedgehog_tasks::DataError),
     #[error(transparent)]
     Attention(#[from] hedgehog_attention::AttentionError),
+    #[error(transparent)]
+    Analysis(#[from] hedgehog_analysis::AnalysisError),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Config(String),
     #[error("{0}")]
     Diverged(String),
     #[error("{0}")]
     Resume(String),
 }
 
-fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+pub(crate) fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |e| RunError::File {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -58,9 +68,9 @@ fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
 pub struct RunOptions {
     /// `results/` by default.
     pub results_dir: PathBuf,
-    /// Continue the newest run of this spec from its last checkpoint.
+    /// Continue the newest run with the same resolved spec from its last checkpoint.
     pub resume: bool,
-    /// Print progress lines.
+    /// Print progress.
     pub verbose: bool,
 }
 
@@ -71,8 +81,25 @@ pub struct StageResult {
     pub kind: StageKind,
     pub steps: usize,
     pub final_loss: Option<f64>,
-    pub validation_perplexity: Option<f64>,
     pub attention: String,
+    /// Validation metrics (for `analyze`: the layer-averaged measures).
+    pub metrics: BTreeMap<String, f64>,
+    /// The metric of `metrics` that tables report.
+    pub headline: Option<String>,
+    /// The row of the report table this stage fills.
+    pub row: Option<String>,
+    pub seconds: f64,
+    pub stopped_early: bool,
+    /// `analysis/stage-N.json`, relative to the run folder.
+    pub analysis: Option<String>,
+}
+
+impl StageResult {
+    pub fn headline_value(&self) -> Option<f64> {
+        self.headline
+            .as_ref()
+            .and_then(|h| self.metrics.get(h).copied())
+    }
 }
 
 /// `summary.json` of a run.
@@ -80,19 +107,19 @@ pub struct StageResult {
 pub struct RunSummary {
     pub name: String,
     pub run_dir: PathBuf,
+    pub setting: String,
+    pub report_table: Option<TableId>,
+    pub glue_task: Option<String>,
+    /// The sweep point (dotted key → value), if the spec has a sweep.
+    pub sweep: Option<BTreeMap<String, serde_json::Value>>,
+    pub parameters: usize,
+    pub finished: bool,
     pub stages: Vec<StageResult>,
 }
 
-/// Where a run stands, saved with each checkpoint.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Progress {
-    stage: usize,
-    /// Optimiser steps done in `stage`.
-    step: usize,
-    global_step: usize,
-    results: Vec<StageResult>,
-    /// Parameter ids in module order when saved: resume maps the optimiser state by position.
-    param_order: Vec<u64>,
+/// Parses a `summary.json`.
+pub fn summary_from_json(text: &str) -> Option<RunSummary> {
+    serde_json::from_str(text).ok()
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
@@ -101,12 +128,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     std::fs::rename(&partial, path).map_err(file_error(path))
 }
 
-/// A fresh run folder `results/<name>/run-<n>`, or the newest one when resuming.
-fn run_dir(spec: &Spec, options: &RunOptions) -> Result<PathBuf, RunError> {
-    let base = options.results_dir.join(&spec.name);
-    std::fs::create_dir_all(&base).map_err(file_error(&base))?;
-    let mut existing: Vec<(usize, PathBuf)> = std::fs::read_dir(&base)
-        .map_err(file_error(&base))?
+/// The run folders of `name`, oldest first.
+fn existing_runs(base: &Path) -> Result<Vec<(usize, PathBuf)>, RunError> {
+    if !base.exists() {
+        return Ok(Vec::new());
+    }
+    let mut runs: Vec<(usize, PathBuf)> = std::fs::read_dir(base)
+        .map_err(file_error(base))?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
@@ -115,151 +143,136 @@ fn run_dir(spec: &Spec, options: &RunOptions) -> Result<PathBuf, RunError> {
                 .map(|n| (n, e.path()))
         })
         .collect();
-    existing.sort();
+    runs.sort();
+    Ok(runs)
+}
+
+/// Where a point runs: a fresh folder, or (resuming) the newest folder whose saved spec equals
+/// the point's resolved spec.
+enum Destination {
+    Fresh(PathBuf),
+    Resume(PathBuf),
+    Finished(RunSummary),
+}
+
+fn destination(point: &SweepPoint, options: &RunOptions) -> Result<Destination, RunError> {
+    let spec = &point.spec;
+    let base = options.results_dir.join(&spec.name);
+    let runs = existing_runs(&base)?;
     if options.resume {
-        return existing.pop().map(|(_, p)| p).ok_or_else(|| {
-            RunError::Resume(format!(
-                "--resume: no earlier run of `{}` under {}",
-                spec.name,
-                base.display()
-            ))
+        let same = runs.iter().rev().find(|(_, dir)| {
+            std::fs::read_to_string(dir.join("spec.yaml"))
+                .ok()
+                .and_then(|text| serde_saphyr::from_str::<Spec>(&text).ok())
+                .is_some_and(|saved| &saved == spec)
         });
+        match same {
+            Some((_, dir)) => {
+                let finished = std::fs::read_to_string(dir.join("summary.json"))
+                    .ok()
+                    .and_then(|t| summary_from_json(&t))
+                    .filter(|s| s.finished);
+                return Ok(match finished {
+                    Some(summary) => Destination::Finished(summary),
+                    None => Destination::Resume(dir.clone()),
+                });
+            }
+            None if point.point.is_empty() => {
+                let others = runs
+                    .iter()
+                    .map(|(_, p)| p.display().to_string())
+                    .collect::<Vec<_>>();
+                return Err(RunError::Resume(format!(
+                    "--resume: no earlier run of `{}` with this resolved spec under {}{}",
+                    spec.name,
+                    base.display(),
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (runs with other settings: {}; resume without changing the spec or --set values)",
+                            others.join(", ")
+                        )
+                    }
+                )));
+            }
+            // A sweep point never started before starts now.
+            None => {}
+        }
     }
-    let next = existing.last().map_or(1, |(n, _)| n + 1);
+    std::fs::create_dir_all(&base).map_err(file_error(&base))?;
+    let next = runs.last().map_or(1, |(n, _)| n + 1);
     let dir = base.join(format!("run-{next:03}"));
     std::fs::create_dir_all(&dir).map_err(file_error(&dir))?;
-    Ok(dir)
+    Ok(Destination::Fresh(dir))
 }
 
-struct IdCollector(Vec<ParamId>);
-
-impl<B: Backend> ModuleVisitor<B> for IdCollector {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.0.push(param.id);
-    }
-}
-
-fn param_order<B: Backend, M: Module<B>>(module: &M) -> Vec<ParamId> {
-    let mut collector = IdCollector(Vec::new());
-    module.visit(&mut collector);
-    collector.0
-}
-
-/// The `--set`-resolved corpus, tokenised with GPT-2 BPE.
-struct Corpus {
-    train: lm::TokenFile,
-    valid: lm::TokenFile,
-    context: usize,
-    stride: usize,
-}
-
-fn load_corpus(spec: &Spec) -> Result<Corpus, RunError> {
-    let TaskSpec::LanguageModeling {
-        path,
-        context,
-        stride_divisor,
-        cache,
-    } = &spec.task;
-    let cache = cache.clone().unwrap_or_else(|| PathBuf::from("data/cache"));
-    Ok(Corpus {
-        train: lm::gpt2_split_tokens(path, CorpusSplit::Train, &cache)?,
-        valid: lm::gpt2_split_tokens(path, CorpusSplit::Valid, &cache)?,
-        context: *context,
-        stride: (*context / *stride_divisor).max(1),
-    })
-}
-
-fn initial_model<B: Backend>(
+/// Runs every point of `spec` (its sweep, or itself) in turn on `devices` (the first one holds
+/// the model; with several, each step's batch is split across them).
+pub fn run<B: AutodiffBackend>(
     spec: &Spec,
-    context: usize,
-    device: &B::Device,
-) -> Result<Gpt2<B>, RunError> {
-    let attention = spec.attention.clone();
-    Ok(match (&spec.model.pretrained, spec.model.preset) {
-        (Some(dir), _) => Gpt2::from_pretrained(dir, Some(attention), device)?,
-        (None, Some(preset)) => {
-            let mut config = match preset {
-                Preset::Gpt2 => Gpt2Config::gpt2(),
-                Preset::Gpt2CpuSmall => Gpt2Config::gpt2_cpu_small(),
-                Preset::Gpt2Tiny => Gpt2Config::gpt2_tiny(),
-            };
-            config.n_positions = spec
-                .model
-                .context
-                .unwrap_or(config.n_positions)
-                .max(context);
-            config.with_attention(attention).init(device)?
+    options: &RunOptions,
+    devices: &[B::Device],
+) -> Result<Vec<RunSummary>, RunError> {
+    let points = spec.expand().map_err(RunError::Config)?;
+    let total = points.len();
+    let mut summaries = Vec::with_capacity(total);
+    for (i, point) in points.iter().enumerate() {
+        if total > 1 && options.verbose {
+            println!("== sweep point {}/{total}: {}", i + 1, point.describe());
         }
-        (None, None) => unreachable!("validated: preset or pretrained"),
-    })
-}
-
-/// A deterministic seed for (run seed, stage, step, micro-batch).
-fn derived_seed(seed: u64, stage: usize, step: usize, micro: usize) -> u64 {
-    let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
-    for v in [stage as u64, step as u64, micro as u64] {
-        h = (h ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(17);
+        summaries.push(run_point::<B>(point, options, devices)?);
     }
-    h
+    Ok(summaries)
 }
 
-/// Inputs and next-token targets, `[B, T]` each.
-type TokenBatch<B> = (Tensor<B, 2, Int>, Tensor<B, 2, Int>);
-
-fn batch<B: Backend>(
-    tokens: &[u32],
-    context: usize,
-    batch_size: usize,
-    seed: u64,
-    device: &B::Device,
-) -> Result<TokenBatch<B>, RunError> {
-    let blocks = lm::block_count(tokens.len(), context);
-    if blocks == 0 {
-        return Err(RunError::Data(hedgehog_tasks::DataError::Config(format!(
-            "the training split has {} tokens, fewer than one block of context {context}",
-            tokens.len()
-        ))));
+/// Runs one spec (one sweep point).
+pub fn run_point<B: AutodiffBackend>(
+    point: &SweepPoint,
+    options: &RunOptions,
+    devices: &[B::Device],
+) -> Result<RunSummary, RunError> {
+    if devices.is_empty() {
+        return Err(RunError::Config("no device to run on".into()));
     }
-    let mut rng = StdRng::seed_from_u64(seed);
-    let (mut inputs, mut targets) = (
-        Vec::with_capacity(batch_size * context),
-        Vec::with_capacity(batch_size * context),
-    );
-    for _ in 0..batch_size {
-        let (x, y) = lm::block(tokens, context, rng.random_range(0..blocks));
-        inputs.extend(x.iter().map(|&t| t as i64));
-        targets.extend(y.iter().map(|&t| t as i64));
+    let spec = &point.spec;
+    match (&spec.task, spec.model.family) {
+        (TaskSpec::LanguageModeling { .. }, Family::Gpt2) => {
+            run_task::<B, _>(point, options, &LmTask::<Gpt2<B>>::new(spec)?, devices)
+        }
+        (TaskSpec::LanguageModeling { .. }, Family::Llama) => {
+            run_task::<B, _>(point, options, &LmTask::<Llama<B>>::new(spec)?, devices)
+        }
+        (TaskSpec::AssociativeRecall { .. }, Family::Gpt2) => {
+            run_task::<B, _>(point, options, &RecallTask::<Gpt2<B>>::new(spec)?, devices)
+        }
+        (TaskSpec::AssociativeRecall { .. }, Family::Llama) => {
+            run_task::<B, _>(point, options, &RecallTask::<Llama<B>>::new(spec)?, devices)
+        }
+        (TaskSpec::Glue { .. }, Family::Bert) => {
+            run_task::<B, _>(point, options, &GlueTask::new(spec)?, devices)
+        }
+        (TaskSpec::Images { .. }, Family::Vit) => {
+            run_task::<B, _>(point, options, &ImageTask::new(spec)?, devices)
+        }
+        (task, family) => Err(RunError::Config(format!(
+            "task {} cannot run on a {family:?} model (validated specs never get here)",
+            task.kind()
+        ))),
     }
-    let make = |v: Vec<i64>| {
-        Tensor::<B, 2, Int>::from_data(
-            TensorData::new(v, [batch_size, context]).convert::<B::IntElem>(),
-            device,
-        )
-    };
-    Ok((make(inputs), make(targets)))
 }
 
-fn validation_perplexity<B: Backend>(
-    model: &Gpt2<B>,
-    corpus: &Corpus,
-    device: &B::Device,
-) -> Result<f64, RunError> {
-    let report = lm::perplexity::<B>(
-        corpus.valid.tokens(),
-        corpus.context,
-        corpus.stride,
-        device,
-        |window| {
-            Ok(model
-                .forward(window, None, AttentionMode::Configured, false)?
-                .output)
-        },
-        |_, _| {},
-    )?;
-    Ok(report.perplexity)
+/// The per-layer attention stored in a model's config (`hedgehog_attention`).
+fn model_attention<B: Backend, M: Checkpoint<B>>(model: &M) -> Vec<AttentionConfig> {
+    serde_json::to_value(model.checkpoint_config())
+        .ok()
+        .and_then(|config| config.get("hedgehog_attention").cloned())
+        .and_then(|value| serde_json::from_value(value).ok())
+        .unwrap_or_default()
 }
 
-fn attention_label(attention: &[AttentionConfig]) -> String {
+/// "softmax", "Hedgehog (softmax_split)", or the per-layer labels joined by " | ".
+pub fn attention_label(attention: &[AttentionConfig]) -> String {
     match attention.first() {
         None => "softmax".into(),
         Some(first) if attention.iter().all(|a| a == first) => first.label(),
@@ -271,296 +284,431 @@ fn attention_label(attention: &[AttentionConfig]) -> String {
     }
 }
 
-struct Metrics {
-    path: PathBuf,
+/// The stage's table row, with `{attention}` replaced by the attention's label (so one row
+/// spec serves every point of a sweep over maps).
+fn row_label(stage: &StageSpec, attention: &str) -> Option<String> {
+    stage
+        .row
+        .as_ref()
+        .map(|row| row.replace("{attention}", attention))
 }
 
-impl Metrics {
-    const HEADER: &'static str =
-        "stage,label,step,global_step,loss,lr,tokens_per_second,validation_perplexity";
-
-    /// Opens `metrics.csv`, dropping rows after `keep_until` (rows past the checkpoint a
-    /// resumed run repeats).
-    fn open(dir: &Path, keep_until: Option<usize>) -> Result<Self, RunError> {
-        let path = dir.join("metrics.csv");
-        let mut kept = vec![Self::HEADER.to_string()];
-        if let (Some(limit), Ok(text)) = (keep_until, std::fs::read_to_string(&path)) {
-            kept.extend(
-                text.lines()
-                    .skip(1)
-                    .filter(|line| {
-                        line.split(',')
-                            .nth(3)
-                            .and_then(|g| g.parse::<usize>().ok())
-                            .is_some_and(|g| g <= limit)
-                    })
-                    .map(str::to_string),
-            );
-        }
-        write_atomic(&path, (kept.join("\n") + "\n").as_bytes())?;
-        Ok(Self { path })
+/// A deterministic seed for (run seed, stage, step, micro-batch).
+fn derived_seed(seed: u64, stage: usize, step: usize, micro: usize) -> u64 {
+    let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
+    for v in [stage as u64, step as u64, micro as u64] {
+        h = (h ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(17);
     }
+    h
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn row(
-        &self,
-        stage: usize,
-        label: &str,
-        step: usize,
-        global: usize,
-        loss: Option<f64>,
-        lr: f64,
-        tps: f64,
-        ppl: Option<f64>,
-    ) -> Result<(), RunError> {
-        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(file_error(&self.path))?;
-        writeln!(
-            file,
-            "{stage},{label},{step},{global},{},{lr:.3e},{tps:.1},{}",
-            opt(loss),
-            opt(ppl)
-        )
-        .map_err(file_error(&self.path))
+/// What every stage of a run shares.
+struct Context<'a, B: AutodiffBackend, T: Task<B>> {
+    spec: &'a Spec,
+    task: &'a T,
+    info: TaskInfo,
+    dir: PathBuf,
+    devices: &'a [B::Device],
+}
+
+impl<B: AutodiffBackend, T: Task<B>> Context<'_, B, T> {
+    fn device(&self) -> &B::Device {
+        &self.devices[0]
     }
 }
 
-fn checkpoints(dir: &Path) -> Vec<(usize, PathBuf)> {
-    let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(dir.join("checkpoints"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let step = name.strip_prefix("step-")?.parse().ok()?;
-            e.path()
-                .join("progress.json")
-                .exists()
-                .then(|| (step, e.path()))
-        })
-        .collect();
-    found.sort();
-    found
-}
-
-type Adam<B> = burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, Gpt2<B>, B>;
-
-fn save_checkpoint<B: AutodiffBackend>(
-    dir: &Path,
-    model: &Gpt2<B>,
-    optimizer: Option<&Adam<B>>,
-    progress: &Progress,
-    keep: usize,
-) -> Result<(), RunError> {
-    let root = dir.join("checkpoints");
-    let target = root.join(format!("step-{:07}", progress.global_step));
-    let partial = root.join(format!("step-{:07}.partial", progress.global_step));
-    let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial).map_err(file_error(&partial))?;
-    checkpoint::save(model, &partial)?;
-    if let Some(optimizer) = optimizer {
-        NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-            .record(optimizer.to_record(), partial.join("optimizer"))
-            .map_err(|e| RunError::File {
-                path: partial.join("optimizer.mpk"),
-                message: e.to_string(),
-            })?;
-    }
-    let mut progress = progress.clone();
-    progress.param_order = param_order(model).iter().map(|id| id.val()).collect();
-    let json = serde_json::to_vec_pretty(&progress).expect("progress serialises");
-    std::fs::write(partial.join("progress.json"), json).map_err(file_error(&partial))?;
-    let _ = std::fs::remove_dir_all(&target);
-    std::fs::rename(&partial, &target).map_err(file_error(&target))?;
-    let all = checkpoints(dir);
-    for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
-        let _ = std::fs::remove_dir_all(old);
-    }
-    Ok(())
-}
-
-/// Runs every stage of `spec` on the autodiff backend `B`.
-pub fn run<B: AutodiffBackend>(
-    spec: &Spec,
+fn run_task<B: AutodiffBackend, T: Task<B>>(
+    point: &SweepPoint,
     options: &RunOptions,
-    device: &B::Device,
+    task: &T,
+    devices: &[B::Device],
 ) -> Result<RunSummary, RunError> {
-    let dir = run_dir(spec, options)?;
-    let say = |line: String| {
-        if options.verbose {
-            println!("{line}");
+    let spec = &point.spec;
+    let mut reporter = Reporter::new(options.verbose);
+    let (dir, resuming) = match destination(point, options)? {
+        Destination::Finished(summary) => {
+            reporter.line(format!(
+                "{} already finished: {}",
+                spec.name,
+                summary.run_dir.display()
+            ));
+            return Ok(summary);
         }
+        Destination::Fresh(dir) => (dir, false),
+        Destination::Resume(dir) => (dir, true),
     };
-    let corpus = load_corpus(spec)?;
-    let resume_from = if options.resume {
-        checkpoints(&dir).pop()
+    let ctx = Context {
+        spec,
+        task,
+        info: task.info(),
+        dir,
+        devices,
+    };
+    let device = ctx.device();
+    let resume_from = if resuming {
+        checkpoint::checkpoints(&ctx.dir).pop()
     } else {
         None
     };
     let (mut model, mut progress, mut optimizer_record) = match &resume_from {
         Some((step, path)) => {
-            let text =
-                std::fs::read_to_string(path.join("progress.json")).map_err(file_error(path))?;
-            let progress: Progress = serde_json::from_str(&text)
-                .map_err(|e| RunError::Resume(format!("{}: {e}", path.display())))?;
-            let model = Gpt2::<B>::from_pretrained(path, None, device)?;
-            let record_path = path.join("optimizer.mpk");
-            let record = if record_path.exists() {
-                let record: <Adam<B> as Optimizer<Gpt2<B>, B>>::Record =
-                    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-                        .load(path.join("optimizer"), device)
-                        .map_err(|e| RunError::Resume(format!("{}: {e}", record_path.display())))?;
-                // Parameter ids are fresh after loading: re-key the state by module position.
-                let now = param_order(&model);
-                let mapping: HashMap<u64, ParamId> =
-                    progress.param_order.iter().copied().zip(now).collect();
-                Some(
-                    record
-                        .into_iter()
-                        .filter_map(|(id, state)| mapping.get(&id.val()).map(|new| (*new, state)))
-                        .collect(),
-                )
-            } else {
-                None
-            };
-            say(format!(
+            let stage_lora = std::fs::read_to_string(path.join("progress.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<Progress>(&t).ok())
+                .and_then(|p| spec.stages.get(p.stage))
+                .and_then(|stage| match &stage.trainable {
+                    Trainable::Lora(config) => Some(config.clone()),
+                    _ => None,
+                });
+            let restored = checkpoint::load::<B, T::Model>(path, stage_lora.as_ref(), device)?;
+            reporter.line(format!(
                 "resuming {} from checkpoint step {step} (stage {}, step {})",
-                dir.display(),
-                progress.stage,
-                progress.step
+                ctx.dir.display(),
+                restored.progress.stage,
+                restored.progress.step
             ));
-            (model, progress, record)
+            (restored.model, restored.progress, restored.optimizer)
         }
         None => {
-            if options.resume {
-                say(format!(
+            if resuming {
+                reporter.line(format!(
                     "no checkpoint in {}: starting from the beginning",
-                    dir.display()
+                    ctx.dir.display()
                 ));
             }
             // burn's initialisers draw from the backend's RNG: seed it so runs repeat.
             B::seed(device, spec.seed);
-            let model = initial_model::<B>(spec, corpus.context, device)?;
-            let progress = Progress {
-                stage: 0,
-                step: 0,
-                global_step: 0,
-                results: Vec::new(),
-                param_order: Vec::new(),
-            };
-            (model, progress, None)
+            (task.build_model(device)?, Progress::default(), None)
         }
     };
     let resolved = serde_saphyr::to_string(spec).map_err(|e| RunError::File {
-        path: dir.join("spec.yaml"),
+        path: ctx.dir.join("spec.yaml"),
         message: e.to_string(),
     })?;
-    write_atomic(&dir.join("spec.yaml"), resolved.as_bytes())?;
-    let metrics = Metrics::open(&dir, resume_from.as_ref().map(|_| progress.global_step))?;
-    say(format!(
-        "run {} ({} train / {} valid tokens, {} parameters)",
-        dir.display(),
-        corpus.train.len(),
-        corpus.valid.len(),
-        model.num_params()
+    write_atomic(&ctx.dir.join("spec.yaml"), resolved.as_bytes())?;
+    let mut metrics =
+        MetricsLog::open(&ctx.dir, resume_from.as_ref().map(|_| progress.global_step))?;
+    let parameters = model.num_params();
+    reporter.line(format!(
+        "run {} · {} · {parameters} parameters",
+        ctx.dir.display(),
+        ctx.info.describe
     ));
+    let summary = |progress: &Progress, finished: bool| RunSummary {
+        name: spec.name.clone(),
+        run_dir: ctx.dir.clone(),
+        setting: spec
+            .setting
+            .clone()
+            .unwrap_or_else(|| ctx.info.setting.clone()),
+        report_table: spec.report.as_ref().map(|r| r.table),
+        glue_task: ctx.info.glue_task.clone(),
+        sweep: (!point.point.is_empty()).then(|| point.point.clone()),
+        parameters,
+        finished,
+        stages: progress.results.clone(),
+    };
 
     while progress.stage < spec.stages.len() {
         let s = progress.stage;
         let stage = &spec.stages[s];
-        let label = stage
-            .label
-            .clone()
-            .unwrap_or_else(|| format!("{:?}", stage.kind).to_lowercase());
+        let label = stage.label();
         // Switch attention when a stage starts (not when resuming inside it: the checkpoint
         // already holds the switched model).
         if progress.step == 0
             && let Some(attention) = &stage.attention
         {
-            let tmp = dir.join("converting");
-            checkpoint::save(&model, &tmp)?;
-            model = Gpt2::<B>::from_pretrained(&tmp, Some(attention.clone()), device)?;
-            let _ = std::fs::remove_dir_all(&tmp);
-            say(format!(
+            model = convert::<B, T::Model>(model, attention, &ctx.dir, device)?;
+            reporter.line(format!(
                 "[{label}] attention → {}",
                 attention_label(attention)
             ));
         }
-        let attention = attention_label(&model.config.attention);
-        let result = if stage.kind == StageKind::Eval {
-            let ppl = validation_perplexity(&model.valid(), &corpus, &device.clone())?;
-            say(format!(
-                "[{label}] validation perplexity {ppl:.3} ({attention})"
-            ));
-            metrics.row(
-                s,
-                &label,
-                0,
-                progress.global_step,
-                None,
-                0.0,
-                0.0,
-                Some(ppl),
-            )?;
-            StageResult {
-                label,
-                kind: stage.kind,
-                steps: 0,
-                final_loss: None,
-                validation_perplexity: Some(ppl),
-                attention,
+        let attention = attention_label(&model_attention::<B, _>(&model));
+        let started = Instant::now();
+        let result = match stage.kind {
+            StageKind::Eval => {
+                let evaluation = ctx.task.evaluate(&model.valid(), device)?;
+                reporter.line(format!(
+                    "[{label}] {} {:.4} ({attention})",
+                    evaluation.headline,
+                    evaluation.headline_value()
+                ));
+                metrics.push(MetricsRow {
+                    stage: s,
+                    label: label.clone(),
+                    step: 0,
+                    global_step: progress.global_step,
+                    loss: None,
+                    lr: None,
+                    tokens_per_second: None,
+                    validation: evaluation.metrics.clone(),
+                });
+                metrics.flush()?;
+                StageResult {
+                    label,
+                    kind: stage.kind,
+                    steps: 0,
+                    final_loss: None,
+                    row: row_label(stage, &attention),
+                    attention,
+                    metrics: evaluation.metrics,
+                    headline: Some(evaluation.headline),
+                    seconds: started.elapsed().as_secs_f64(),
+                    stopped_early: false,
+                    analysis: None,
+                }
             }
-        } else {
-            let (trained, result) = train_stage(
-                spec,
-                stage,
-                &label,
-                &model,
-                optimizer_record.take(),
-                &corpus,
-                &metrics,
-                &mut progress,
-                &dir,
-                device,
-                &say,
-            )?;
-            model = trained;
-            result
+            StageKind::Analyze => {
+                let settings = stage.analysis.clone().unwrap_or_default();
+                let (relative, measures) = analyze::analyze_stage::<B, T>(
+                    ctx.task,
+                    &model.valid(),
+                    &settings,
+                    stage.batch_size,
+                    ctx.info.eval_examples,
+                    &attention,
+                    &ctx.dir,
+                    s,
+                    device,
+                )?;
+                reporter.line(format!(
+                    "[{label}] attention measures ({attention}): {} → {relative}",
+                    measures
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v:.4}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                StageResult {
+                    label,
+                    kind: stage.kind,
+                    steps: 0,
+                    final_loss: None,
+                    row: row_label(stage, &attention),
+                    attention,
+                    metrics: measures,
+                    headline: None,
+                    seconds: started.elapsed().as_secs_f64(),
+                    stopped_early: false,
+                    analysis: Some(relative),
+                }
+            }
+            StageKind::Train | StageKind::Distill | StageKind::Finetune => {
+                let (trained, result) = train_stage(
+                    &ctx,
+                    stage,
+                    &label,
+                    model,
+                    optimizer_record.take(),
+                    &mut metrics,
+                    &mut progress,
+                    &mut reporter,
+                )?;
+                model = trained;
+                result
+            }
         };
         progress.results.push(result);
         progress.stage += 1;
         progress.step = 0;
-        save_checkpoint::<B>(&dir, &model, None, &progress, spec.checkpoint.keep)?;
+        progress.stage_seconds = 0.0;
+        progress.early = EarlyState::default();
+        checkpoint::save::<B, T::Model>(&ctx.dir, &model, None, &progress, spec.checkpoint.keep)?;
+        write_atomic(
+            &ctx.dir.join("summary.json"),
+            &serde_json::to_vec_pretty(&summary(&progress, false)).expect("summary serialises"),
+        )?;
     }
-    let summary = RunSummary {
-        name: spec.name.clone(),
-        run_dir: dir.clone(),
-        stages: progress.results.clone(),
-    };
+    export_final(&ctx.dir)?;
+    let done = summary(&progress, true);
     write_atomic(
-        &dir.join("summary.json"),
-        &serde_json::to_vec_pretty(&summary).expect("summary serialises"),
+        &ctx.dir.join("summary.json"),
+        &serde_json::to_vec_pretty(&done).expect("summary serialises"),
     )?;
-    Ok(summary)
+    Ok(done)
+}
+
+/// Copies the last checkpoint's model to `<run>/final/` (an HF-layout directory that a later
+/// spec can name as `model.pretrained`) and points `results/<name>/latest` at the run.
+fn export_final(dir: &Path) -> Result<(), RunError> {
+    let (_, last) = checkpoint::checkpoints(dir)
+        .pop()
+        .ok_or_else(|| RunError::Config(format!("{}: no checkpoint to export", dir.display())))?;
+    let partial = dir.join("final.partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).map_err(file_error(&partial))?;
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(last.join(file), partial.join(file)).map_err(file_error(&last.join(file)))?;
+    }
+    let target = dir.join("final");
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::rename(&partial, &target).map_err(file_error(&target))?;
+    let (Some(parent), Some(run)) = (dir.parent(), dir.file_name()) else {
+        return Ok(());
+    };
+    let link = parent.join("latest");
+    let fresh = parent.join("latest.partial");
+    let _ = std::fs::remove_file(&fresh);
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(run, &fresh).map_err(file_error(&fresh))?;
+        std::fs::rename(&fresh, &link).map_err(file_error(&link))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (run, link, fresh);
+    Ok(())
+}
+
+/// Gives the model a new attention: its weights go through a checkpoint and come back with
+/// fresh feature maps (every other weight kept).
+fn convert<B, M>(
+    model: M,
+    attention: &[AttentionConfig],
+    dir: &Path,
+    device: &B::Device,
+) -> Result<M, RunError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + Checkpoint<B>,
+{
+    let tmp = dir.join("converting");
+    model_checkpoint::save(&model, &tmp)?;
+    let converted = model_checkpoint::load(&tmp, Some(attention.to_vec()), device)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(converted)
+}
+
+/// The steps a training stage runs: `steps`, or `epochs` over the task's training examples.
+fn stage_steps(stage: &StageSpec, examples: usize) -> usize {
+    match stage.epochs {
+        Some(epochs) => {
+            let per_step = (stage.batch_size * stage.grad_accumulation) as f64;
+            ((epochs * examples as f64) / per_step).ceil().max(1.0) as usize
+        }
+        None => stage.steps,
+    }
+}
+
+/// Moves the gradients of the parameters in `keep` from `grads` to a new set.
+struct KeepGrads<'a> {
+    keep: &'a HashSet<ParamId>,
+    from: &'a mut GradientsParams,
+    to: GradientsParams,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for KeepGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.keep.contains(&param.id)
+            && let Some(grad) = self.from.remove::<B::InnerBackend, D>(param.id)
+        {
+            self.to.register::<B::InnerBackend, D>(param.id, grad);
+        }
+    }
+}
+
+/// The parameters a stage trains, when not all of them.
+fn trained_subset<B: AutodiffBackend, M: AttentionLayers<B>>(
+    model: &M,
+    distill: bool,
+    trainable: &Trainable,
+) -> Option<HashSet<ParamId>> {
+    let layers = model.attention_layers();
+    match (distill, trainable) {
+        (true, _) | (false, Trainable::FeatureMaps) => Some(
+            layers
+                .iter()
+                .filter_map(|layer| layer.linear.as_ref())
+                .flat_map(|linear| param_order::<B, _>(linear))
+                .collect(),
+        ),
+        (false, Trainable::Lora(_)) => Some(
+            layers
+                .iter()
+                .filter_map(|layer| layer.lora.as_ref())
+                .flat_map(|lora| param_order::<B, _>(lora))
+                .collect(),
+        ),
+        (false, Trainable::All) => None,
+    }
+}
+
+/// Loss value and gradients of one micro-batch, split across the devices.
+fn micro_batch_grads<B: AutodiffBackend, T: Task<B>>(
+    ctx: &Context<'_, B, T>,
+    model: &T::Model,
+    examples: &[usize],
+    distill: bool,
+    seed: u64,
+    scale: f64,
+) -> Result<(f64, Vec<GradientsParams>), RunError> {
+    let scalar = |loss: &Tensor<B, 1>| -> f64 {
+        burn::tensor::ElementConversion::elem::<f64>(loss.clone().into_scalar())
+    };
+    if ctx.devices.len() == 1 {
+        let loss = ctx
+            .task
+            .loss(model, examples, distill, seed, ctx.device())?;
+        let value = scalar(&loss);
+        if !value.is_finite() {
+            return Ok((value, Vec::new()));
+        }
+        let grads = GradientsParams::from_grads(loss.mul_scalar(scale).backward(), model);
+        return Ok((value, vec![grads]));
+    }
+    // Contiguous, near-equal shards; each device computes its share's loss weighted by its
+    // size, so the summed gradients equal those of the whole micro-batch.
+    let shards = ctx.devices.len().min(examples.len());
+    let per = examples.len().div_ceil(shards);
+    let main = ctx.device().clone();
+    let results: Vec<Result<(f64, GradientsParams), RunError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = examples
+            .chunks(per)
+            .zip(ctx.devices)
+            .map(|(shard, device)| {
+                let replica = model.clone().fork(device);
+                let weight = shard.len() as f64 / examples.len() as f64;
+                let main = main.clone();
+                scope.spawn(move || -> Result<(f64, GradientsParams), RunError> {
+                    let loss = ctx.task.loss(&replica, shard, distill, seed, device)?;
+                    let value = scalar(&loss);
+                    let grads = loss.mul_scalar(scale * weight).backward();
+                    let grads =
+                        GradientsParams::from_grads(grads, &replica).to_device(&main, &replica);
+                    Ok((value * weight, grads))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a device worker panicked"))
+            .collect()
+    });
+    let mut total = 0.0;
+    let mut all = Vec::with_capacity(results.len());
+    for result in results {
+        let (value, grads) = result?;
+        total += value;
+        all.push(grads);
+    }
+    Ok((total, all))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn train_stage<B: AutodiffBackend>(
-    spec: &Spec,
+fn train_stage<B: AutodiffBackend, T: Task<B>>(
+    ctx: &Context<'_, B, T>,
     stage: &StageSpec,
     label: &str,
-    model: &Gpt2<B>,
-    optimizer_record: Option<<Adam<B> as Optimizer<Gpt2<B>, B>>::Record>,
-    corpus: &Corpus,
-    metrics: &Metrics,
+    model: T::Model,
+    optimizer_record: Option<AdamRecord<B, T::Model>>,
+    metrics: &mut MetricsLog,
     progress: &mut Progress,
-    dir: &Path,
-    device: &B::Device,
-    say: &dyn Fn(String),
-) -> Result<(Gpt2<B>, StageResult), RunError> {
+    reporter: &mut Reporter,
+) -> Result<(T::Model, StageResult), RunError> {
+    let spec = ctx.spec;
+    let device = ctx.device();
+    let s = progress.stage;
+    let total = stage_steps(stage, ctx.info.train_examples);
     let OptimizerSpec::Adamw {
         lr,
         weight_decay,
@@ -577,51 +725,65 @@ fn train_stage<B: AutodiffBackend>(
             burn::grad_clipping::GradientClippingConfig::Norm(clip as f32),
         ));
     }
-    let mut optimizer: Adam<B> = config.init();
+    let mut optimizer: Adam<B, T::Model> = config.init();
     if let Some(record) = optimizer_record {
         optimizer = optimizer.load_record(record);
     }
     let distill = stage.kind == StageKind::Distill;
-    let feature_maps_only = distill || stage.trainable == Trainable::FeatureMaps;
-    let mut model = model.clone();
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let s = progress.stage;
+    let mut model = model;
+    if progress.step == 0
+        && let Trainable::Lora(lora) = &stage.trainable
+    {
+        // Adapters draw their initial values from the backend RNG: seeded per stage.
+        B::seed(device, derived_seed(spec.seed, s, usize::MAX - 1, 0));
+        model = hedgehog_models::attach_lora(model, lora, device)?;
+        reporter.line(format!(
+            "[{label}] LoRA rank {} alpha {} on {:?}",
+            lora.rank, lora.alpha, lora.targets
+        ));
+    }
+    let keep = trained_subset::<B, _>(&model, distill, &stage.trainable);
+    if keep.as_ref().is_some_and(|k| k.is_empty()) {
+        return Err(RunError::Config(format!(
+            "[{label}] nothing to train: the model has no {} parameters",
+            if matches!(stage.trainable, Trainable::Lora(_)) {
+                "LoRA"
+            } else {
+                "feature-map"
+            }
+        )));
+    }
+    let sampler = EpochSampler::new(
+        ctx.info.train_examples,
+        derived_seed(spec.seed, s, usize::MAX, 0),
+    );
     let mut last_loss = None;
-    let mut validation = None;
+    let mut last_evaluation: Option<Evaluation> = None;
+    let mut stopped_early = false;
     let started = Instant::now();
+    let seconds_before = progress.stage_seconds;
     let mut tokens_seen = 0usize;
-    while progress.step < stage.steps {
+    reporter.start(label, total, progress.step);
+    while progress.step < total {
         let step = progress.step;
-        let mut accumulator = GradientsAccumulator::<Gpt2<B>>::new();
+        let mut accumulator = GradientsAccumulator::<T::Model>::new();
         let mut loss_sum = 0.0;
         for micro in 0..stage.grad_accumulation {
+            let position = (step * stage.grad_accumulation + micro) * stage.batch_size;
+            let examples = sampler.take(position, stage.batch_size);
             let seed = derived_seed(spec.seed, s, step, micro);
             B::seed(device, seed);
-            let (inputs, targets) = batch::<B>(
-                corpus.train.tokens(),
-                corpus.context,
-                stage.batch_size,
+            let (value, grads) = micro_batch_grads(
+                ctx,
+                &model,
+                &examples,
+                distill,
                 seed,
-                device,
+                1.0 / stage.grad_accumulation as f64,
             )?;
-            let loss = if distill {
-                let out = model.forward(inputs, None, AttentionMode::Distill, false)?;
-                let pairs = out
-                    .attention
-                    .into_iter()
-                    .filter_map(|c| c.student.map(|student| (c.teacher, student)))
-                    .collect::<Vec<_>>();
-                distill::layerwise_loss(pairs, RowLoss::SoftCrossEntropy, Reduction::Mean, None)?.0
-            } else {
-                let logits = model
-                    .forward(inputs, None, AttentionMode::Configured, false)?
-                    .output;
-                let [b, t, v] = logits.dims();
-                loss_fn.forward(logits.reshape([b * t, v]), targets.reshape([b * t]))
-            };
-            let value: f64 = loss.clone().into_scalar().elem();
             if !value.is_finite() {
-                let last = checkpoints(dir)
+                reporter.finish();
+                let last = checkpoint::checkpoints(&ctx.dir)
                     .pop()
                     .map_or("none".into(), |(_, p)| p.display().to_string());
                 return Err(RunError::Diverged(format!(
@@ -630,50 +792,95 @@ fn train_stage<B: AutodiffBackend>(
                 )));
             }
             loss_sum += value;
-            let grads = loss.div_scalar(stage.grad_accumulation as f64).backward();
-            let grads = GradientsParams::from_grads(grads, &model);
-            accumulator.accumulate(&model, grads);
-            tokens_seen += stage.batch_size * corpus.context;
+            for grads in grads {
+                accumulator.accumulate(&model, grads);
+            }
+            tokens_seen += stage.batch_size * ctx.info.tokens_per_example;
         }
         let mut grads = accumulator.grads();
-        if feature_maps_only {
-            grads = keep_feature_map_grads(&model, grads);
+        if let Some(keep) = &keep {
+            let mut visitor = KeepGrads {
+                keep,
+                from: &mut grads,
+                to: GradientsParams::new(),
+            };
+            model.visit(&mut visitor);
+            grads = visitor.to;
         }
-        let rate = lr * stage.schedule.factor(step, stage.steps);
+        let rate = lr * stage.schedule.factor(step, total);
         model = optimizer.step(rate, model, grads);
         progress.step += 1;
         progress.global_step += 1;
         let loss = loss_sum / stage.grad_accumulation as f64;
         last_loss = Some(loss);
-        let done = progress.step == stage.steps;
-        let evaluate =
-            done || (stage.eval_every > 0 && progress.step.is_multiple_of(stage.eval_every));
-        validation = if evaluate && !distill {
-            Some(validation_perplexity(&model.valid(), corpus, device)?)
+        let done = progress.step == total;
+        let periodic = stage.eval_every > 0 && progress.step.is_multiple_of(stage.eval_every);
+        // Distillation leaves the task metric alone unless asked (`eval_every`).
+        let evaluate = periodic || (done && (!distill || stage.eval_every > 0));
+        let evaluation = if evaluate {
+            Some(ctx.task.evaluate(&model.valid(), device)?)
         } else {
             None
         };
-        let tps = tokens_seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        metrics.row(
-            s,
-            label,
+        if let (Some(evaluation), Some(rule)) = (&evaluation, &stage.early_stopping) {
+            let value = evaluation.headline_value();
+            let improved = progress.early.best.is_none_or(|best| {
+                Evaluation::improves(&evaluation.headline, value, best, rule.min_delta)
+            });
+            if improved {
+                progress.early.best = Some(value);
+                progress.early.since_best = 0;
+            } else {
+                progress.early.since_best += 1;
+                if progress.early.since_best >= rule.patience {
+                    stopped_early = true;
+                }
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let tps = tokens_seen as f64 / elapsed.max(1e-9);
+        metrics.push(MetricsRow {
+            stage: s,
+            label: label.to_string(),
+            step: progress.step,
+            global_step: progress.global_step,
+            loss: Some(loss),
+            lr: Some(rate),
+            tokens_per_second: Some(tps),
+            validation: evaluation
+                .as_ref()
+                .map(|e| e.metrics.clone())
+                .unwrap_or_default(),
+        });
+        let validation = evaluation.as_ref().map_or(String::new(), |e| {
+            format!("  val {} {:.4}", e.headline, e.headline_value())
+        });
+        reporter.step(
             progress.step,
-            progress.global_step,
-            Some(loss),
-            rate,
-            tps,
-            validation,
-        )?;
-        if progress.step.is_multiple_of(stage.log_every.max(1)) || done {
-            let ppl = validation.map_or(String::new(), |p| format!("  val ppl {p:.3}"));
-            say(format!(
-                "[{label}] step {}/{}  loss {loss:.4}  lr {rate:.2e}  {tps:.0} tok/s{ppl}",
-                progress.step, stage.steps
+            format!("loss {loss:.4}  {tps:.0} tok/s{validation}"),
+        );
+        if progress.step.is_multiple_of(stage.log_every.max(1)) || done || evaluation.is_some() {
+            reporter.line(format!(
+                "[{label}] step {}/{total}  loss {loss:.4}  lr {rate:.2e}  {tps:.0} tok/s{validation}",
+                progress.step
             ));
+            metrics.flush()?;
+        }
+        if evaluation.is_some() {
+            last_evaluation = evaluation;
+        }
+        if stopped_early {
+            reporter.line(format!(
+                "[{label}] early stop at step {}: no improvement in {} evaluations",
+                progress.step, progress.early.since_best
+            ));
+            break;
         }
         if progress.step.is_multiple_of(spec.checkpoint.every) && !done {
-            save_checkpoint(
-                dir,
+            progress.stage_seconds = seconds_before + started.elapsed().as_secs_f64();
+            metrics.flush()?;
+            checkpoint::save(
+                &ctx.dir,
                 &model,
                 Some(&optimizer),
                 progress,
@@ -681,47 +888,28 @@ fn train_stage<B: AutodiffBackend>(
             )?;
         }
     }
+    reporter.finish();
+    metrics.flush()?;
+    if matches!(stage.trainable, Trainable::Lora(_)) {
+        model = hedgehog_models::merge_lora(model);
+    }
+    let (metrics_map, headline) = match last_evaluation {
+        Some(evaluation) => (evaluation.metrics, Some(evaluation.headline)),
+        None => (BTreeMap::new(), None),
+    };
+    let attention = attention_label(&model_attention::<B, _>(&model));
     let result = StageResult {
         label: label.to_string(),
         kind: stage.kind,
-        steps: stage.steps,
+        steps: progress.step,
         final_loss: last_loss,
-        validation_perplexity: validation,
-        attention: attention_label(&model.config.attention),
+        row: row_label(stage, &attention),
+        attention,
+        metrics: metrics_map,
+        headline,
+        seconds: seconds_before + started.elapsed().as_secs_f64(),
+        stopped_early,
+        analysis: None,
     };
     Ok((model, result))
-}
-
-/// Drops every gradient but the feature maps' (stage 1 of Hedgehog trains only the maps).
-fn keep_feature_map_grads<B: AutodiffBackend>(
-    model: &Gpt2<B>,
-    mut grads: GradientsParams,
-) -> GradientsParams {
-    let mut keep = GradientsParams::new();
-    for block in &model.blocks {
-        if let Some(linear) = &block.attn.linear {
-            for id in param_order::<B, _>(linear) {
-                // Feature-map parameters are rank 3 (Hedgehog/T2R `[H, d, d']`, `[H, 1, d']`).
-                if let Some(grad) = grads.remove::<B::InnerBackend, 3>(id) {
-                    keep.register::<B::InnerBackend, 3>(id, grad);
-                }
-            }
-        }
-    }
-    keep
-}
-
-trait ElemF64 {
-    fn elem(self) -> f64;
-}
-
-impl<E: burn::tensor::ElementConversion> ElemF64 for E {
-    fn elem(self) -> f64 {
-        burn::tensor::ElementConversion::elem::<f64>(self)
-    }
-}
-
-/// Parses a `summary.json`.
-pub fn summary_from_json(text: &str) -> Option<RunSummary> {
-    serde_json::from_str(text).ok()
 }

@@ -1,10 +1,15 @@
 //! Experiment specs: plain serde structs with `deny_unknown_fields` and documented defaults,
 //! read from YAML (serde-saphyr: errors carry line and column and name the allowed keys), with
-//! `--set dotted.key=value` overrides.
+//! `--set dotted.key=value` overrides and `sweep:` grids that expand into one spec per point.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hedgehog_attention::AttentionConfig;
+use hedgehog_models::lora::LoraConfig;
+use hedgehog_tasks::glue::GlueTask;
+use hedgehog_tasks::images::ImageTransform;
+use hedgehog_tasks::recall::RecallConfig;
 use serde::{Deserialize, Serialize};
 
 /// Everything that can be wrong with a spec.
@@ -24,37 +29,73 @@ pub enum SpecError {
 fn default_seed() -> u64 {
     0
 }
-fn default_device() -> String {
-    "cpu".into()
+
+/// `device: cpu`, `device: cuda:1`, or a list of devices for data-parallel training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DeviceSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Default for DeviceSpec {
+    fn default() -> Self {
+        Self::One("cpu".into())
+    }
+}
+
+impl DeviceSpec {
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Self::One(name) => vec![name.clone()],
+            Self::Many(names) => names.clone(),
+        }
+    }
 }
 
 /// A whole experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
-    /// Run folders go to `results/<name>/<run-id>/`.
+    /// Run folders go to `results/<name>/run-NNN/`.
     pub name: String,
+    /// Model initialisation, data order and dropout are functions of the seed.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// `cpu`, `cuda` or `cuda:N` (CUDA needs the `cuda` build feature).
-    #[serde(default = "default_device")]
-    pub device: String,
+    /// `cpu`, `cuda`, `cuda:N` (CUDA needs the `cuda` build feature), or a list of them: the
+    /// batch of every step is split across the devices and their gradients summed.
+    #[serde(default)]
+    pub device: DeviceSpec,
     pub model: ModelSpec,
-    /// The attention the model starts with (one for all layers, or one per layer).
+    /// The attention the model starts with (one for all layers, or one per layer; empty =
+    /// softmax, or what a pretrained checkpoint says).
     #[serde(default)]
     pub attention: Vec<AttentionConfig>,
     pub task: TaskSpec,
     pub stages: Vec<StageSpec>,
     #[serde(default)]
     pub checkpoint: CheckpointSpec,
+    /// Which paper table the run's rows belong to (`hedgehog tables`).
+    #[serde(default)]
+    pub report: Option<ReportSpec>,
+    /// Describes "ours" in the tables; derived from the model and task when absent.
+    #[serde(default)]
+    pub setting: Option<String>,
+    /// A grid of dotted keys, each with a list of values; every combination is one run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sweep: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     Gpt2,
+    Bert,
+    Vit,
+    Llama,
 }
 
+/// Named sizes (see `hedgehog-models`' README for parameter counts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
@@ -62,25 +103,80 @@ pub enum Preset {
     Gpt2,
     Gpt2CpuSmall,
     Gpt2Tiny,
+    BertBaseUncased,
+    #[serde(rename = "all_minilm_l6_v2")]
+    AllMinilmL6V2,
+    #[serde(rename = "vit_base_patch16_224")]
+    VitBasePatch16_224,
+    #[serde(rename = "vit_tiny_28")]
+    VitTiny28,
+    #[serde(rename = "smollm2_135m")]
+    Smollm2_135m,
+}
+
+impl Preset {
+    pub fn family(self) -> Family {
+        match self {
+            Self::Gpt2 | Self::Gpt2CpuSmall | Self::Gpt2Tiny => Family::Gpt2,
+            Self::BertBaseUncased | Self::AllMinilmL6V2 => Family::Bert,
+            Self::VitBasePatch16_224 | Self::VitTiny28 => Family::Vit,
+            Self::Smollm2_135m => Family::Llama,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub family: Family,
-    /// A named size; ignored when `pretrained` is given.
+    /// A named size to start from (random weights).
     #[serde(default)]
     pub preset: Option<Preset>,
-    /// An HF checkpoint directory (`config.json` + `model.safetensors`) to start from.
+    /// Overrides of the preset's config, by its HF `config.json` key (`n_layer: 4`); a key the
+    /// family's config does not have is an error.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, serde_json::Value>,
+    /// Pretrained weights: an HF checkpoint directory (`config.json` + `model.safetensors`) for
+    /// any family, or a llama.cpp `.gguf` file for `llama`.
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
-    /// Override of the preset's context length (GPT-2 `n_positions`).
+    /// Minimum context length (GPT-2 `n_positions`); the task's context is always covered.
     #[serde(default)]
     pub context: Option<usize>,
 }
 
-fn default_stride_fraction() -> usize {
+fn default_stride_divisor() -> usize {
     2
+}
+fn default_max_length() -> usize {
+    128
+}
+fn default_workers() -> usize {
+    2
+}
+fn default_power_a() -> f64 {
+    0.01
+}
+
+/// Preprocessing of images: a named recipe or every field spelt out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransformSpec {
+    /// 28 × 28 grayscale, MNIST statistics.
+    Mnist,
+    /// 224 crops of 256-resized RGB images, ImageNet statistics.
+    Imagenet,
+    Custom(ImageTransform),
+}
+
+impl TransformSpec {
+    pub fn resolve(&self) -> ImageTransform {
+        match self {
+            Self::Mnist => ImageTransform::mnist(),
+            Self::Imagenet => ImageTransform::imagenet(),
+            Self::Custom(transform) => transform.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,32 +188,119 @@ pub enum TaskSpec {
         /// Tokens per training block and evaluation window.
         context: usize,
         /// Perplexity windows advance by `context / stride_divisor` tokens.
-        #[serde(default = "default_stride_fraction")]
+        #[serde(default = "default_stride_divisor")]
         stride_divisor: usize,
-        /// Where GPT-2 token caches go (default `data/cache`).
+        /// Where token caches go (default `data/cache`).
         #[serde(default)]
         cache: Option<PathBuf>,
+        /// Score only the first N validation tokens (default: all).
+        #[serde(default)]
+        eval_tokens: Option<usize>,
+        /// Keep the N − 1 most frequent training tokens and merge every other token into one
+        /// id (N − 1): a small output layer for CPU-sized models. Perplexities are then over
+        /// this vocabulary, not comparable with the full tokenizer's.
+        #[serde(default)]
+        vocab_limit: Option<usize>,
     },
+    /// A GLUE task's official TSV files under `path/<task folder>/`.
+    Glue {
+        /// The GLUE root (holding `SST-2/`, `CoLA/`, ...).
+        path: PathBuf,
+        task: GlueTask,
+        /// Longer encodings are cut to this many tokens (the final `[SEP]` kept).
+        #[serde(default = "default_max_length")]
+        max_length: usize,
+        /// Train on a seeded random subset of this size (default: all).
+        #[serde(default)]
+        train_examples: Option<usize>,
+        /// Evaluate on the first N dev examples (default: all).
+        #[serde(default)]
+        eval_examples: Option<usize>,
+        /// `tokenizer.json` or `vocab.txt`; default: the one in the pretrained directory.
+        #[serde(default)]
+        tokenizer: Option<PathBuf>,
+    },
+    /// ImageNet-style class folders: `path/train/<class>/*`, `path/val/...`.
+    Images {
+        path: PathBuf,
+        transform: TransformSpec,
+        /// Random-resized-crop and flip while training (off for digits, where a flip changes
+        /// the class).
+        #[serde(default)]
+        augment: bool,
+        #[serde(default)]
+        train_examples: Option<usize>,
+        #[serde(default)]
+        eval_examples: Option<usize>,
+        /// Image-decoding threads.
+        #[serde(default = "default_workers")]
+        workers: usize,
+    },
+    /// Multi-query associative recall (zoology's MQAR), generated in memory.
+    AssociativeRecall {
+        vocab_size: usize,
+        seq_len: usize,
+        num_kv_pairs: usize,
+        #[serde(default = "default_power_a")]
+        power_a: f64,
+        train_examples: usize,
+        test_examples: usize,
+        train_seed: u64,
+        test_seed: u64,
+    },
+}
+
+impl TaskSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::LanguageModeling { .. } => "language_modeling",
+            Self::Glue { .. } => "glue",
+            Self::Images { .. } => "images",
+            Self::AssociativeRecall { .. } => "associative_recall",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageKind {
-    /// Next-token training of the parameters `trainable` selects.
+    /// Task training of the parameters `trainable` selects.
     Train,
     /// Hedgehog stage 1: train only the feature maps on the softmax teacher's attention.
     Distill,
     /// Task training after conversion (same as `train`, named for the tables).
     Finetune,
-    /// Perplexity on the validation split.
+    /// The task metric on the validation split.
     Eval,
+    /// Attention entropy, monotonicity and fidelity on validation batches (`analysis/`).
+    Analyze,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl StageKind {
+    pub fn trains(self) -> bool {
+        matches!(self, Self::Train | Self::Distill | Self::Finetune)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Distill => "distill",
+            Self::Finetune => "finetune",
+            Self::Eval => "eval",
+            Self::Analyze => "analyze",
+        }
+    }
+}
+
+/// Which parameters a stage trains.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trainable {
     All,
     FeatureMaps,
+    /// Low-rank adapters on the attention projections, merged into the weights when the stage
+    /// ends: `{lora: {rank: 8, alpha: 16, targets: [query, key, value, output]}}`.
+    Lora(LoraConfig),
 }
 
 fn default_lr() -> f64 {
@@ -202,6 +385,55 @@ impl ScheduleSpec {
     }
 }
 
+/// Stop a stage when its validation headline has not improved for `patience` evaluations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStopping {
+    pub patience: usize,
+    /// The smallest change that counts as an improvement.
+    #[serde(default)]
+    pub min_delta: f64,
+}
+
+fn default_analysis_batches() -> usize {
+    4
+}
+fn default_bins() -> usize {
+    40
+}
+
+/// What an `analyze` stage measures on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSpec {
+    /// Validation batches (of the stage's `batch_size`) to measure.
+    #[serde(default = "default_analysis_batches")]
+    pub batches: usize,
+    /// Bins of the monotonicity curves.
+    #[serde(default = "default_bins")]
+    pub bins: usize,
+    /// Fixed q·k range of the bins (so curves of different runs line up); default: the data's.
+    #[serde(default)]
+    pub score_range: Option<(f64, f64)>,
+    /// The layer and head whose attention map of the first example is kept for the plots.
+    #[serde(default)]
+    pub example_layer: usize,
+    #[serde(default)]
+    pub example_head: usize,
+}
+
+impl Default for AnalysisSpec {
+    fn default() -> Self {
+        Self {
+            batches: default_analysis_batches(),
+            bins: default_bins(),
+            score_range: None,
+            example_layer: 0,
+            example_head: 0,
+        }
+    }
+}
+
 fn default_batch() -> usize {
     8
 }
@@ -216,9 +448,12 @@ fn default_log_every() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     pub kind: StageKind,
-    /// Optimiser steps (ignored by `eval`).
+    /// Optimiser steps (training stages give `steps` or `epochs`).
     #[serde(default)]
     pub steps: usize,
+    /// Passes over the training examples, rounded up to whole steps.
+    #[serde(default)]
+    pub epochs: Option<f64>,
     #[serde(default = "default_batch")]
     pub batch_size: usize,
     #[serde(default = "default_accumulation")]
@@ -227,7 +462,7 @@ pub struct StageSpec {
     pub optimizer: OptimizerSpec,
     #[serde(default)]
     pub schedule: ScheduleSpec,
-    /// Clip the global gradient norm (none when absent).
+    /// Clip each parameter's gradient to this L2 norm (burn's `GradientClipping::Norm`).
     #[serde(default)]
     pub clip: Option<f64>,
     /// Parameters that train; `distill` always trains the feature maps only.
@@ -239,16 +474,32 @@ pub struct StageSpec {
     pub attention: Option<Vec<AttentionConfig>>,
     #[serde(default = "default_log_every")]
     pub log_every: usize,
-    /// Validation perplexity every this many steps (and at the end); 0 = only at the end.
+    /// Evaluate every this many steps (and at the end); 0 = only at the end.
     #[serde(default)]
     pub eval_every: usize,
-    /// A label for tables (defaults to the stage kind).
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
+    /// Settings of an `analyze` stage.
+    #[serde(default)]
+    pub analysis: Option<AnalysisSpec>,
+    /// A label for logs and tables (defaults to the stage kind).
     #[serde(default)]
     pub label: Option<String>,
+    /// This stage's result is a row of the spec's report table, under this name.
+    #[serde(default)]
+    pub row: Option<String>,
 }
 
 fn default_trainable() -> Trainable {
     Trainable::All
+}
+
+impl StageSpec {
+    pub fn label(&self) -> String {
+        self.label
+            .clone()
+            .unwrap_or_else(|| self.kind.name().to_string())
+    }
 }
 
 fn default_checkpoint_every() -> usize {
@@ -278,6 +529,30 @@ impl Default for CheckpointSpec {
     }
 }
 
+/// The paper tables `hedgehog tables` builds (method.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableId {
+    /// Table 1: BERT finetuned conversion (CoLA) per feature map.
+    FinetunedConversion,
+    /// Table 2: associative recall per feature map.
+    Recall,
+    /// GLUE finetuned conversion of BERT-base.
+    Glue,
+    /// ViT-B/16 on ImageNet.
+    Vit,
+    /// GPT-2 125M pretrained conversion on WikiText-103.
+    Gpt2Conversion,
+    /// Language modelling from scratch (the paper's table is not available).
+    LmScratch,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    pub table: TableId,
+}
+
 /// `key=value` with a dotted key (`stages.0.steps=10`); the value is parsed as YAML.
 fn apply_override(root: &mut serde_json::Value, assignment: &str) -> Result<(), String> {
     let (key, raw) = assignment
@@ -285,6 +560,15 @@ fn apply_override(root: &mut serde_json::Value, assignment: &str) -> Result<(), 
         .ok_or_else(|| format!("--set `{assignment}`: expected dotted.key=value"))?;
     let value: serde_json::Value = serde_saphyr::from_str(raw)
         .map_err(|e| format!("--set {key}: value `{raw}` is not valid YAML: {e}"))?;
+    set_dotted(root, key, value).map_err(|e| format!("--set {e}"))
+}
+
+/// Sets `key` (dotted; numbers index lists) in `root` to `value`.
+fn set_dotted(
+    root: &mut serde_json::Value,
+    key: &str,
+    value: serde_json::Value,
+) -> Result<(), String> {
     let mut node = root;
     let parts: Vec<&str> = key.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
@@ -301,10 +585,10 @@ fn apply_override(root: &mut serde_json::Value, assignment: &str) -> Result<(), 
             serde_json::Value::Array(items) => {
                 let index: usize = part
                     .parse()
-                    .map_err(|_| format!("--set {key}: `{part}` indexes a list, use a number"))?;
+                    .map_err(|_| format!("{key}: `{part}` indexes a list, use a number"))?;
                 let len = items.len();
                 let item = items.get_mut(index).ok_or_else(|| {
-                    format!("--set {key}: index {index} is past the list's {len} entries")
+                    format!("{key}: index {index} is past the list's {len} entries")
                 })?;
                 if last {
                     *item = value;
@@ -314,12 +598,30 @@ fn apply_override(root: &mut serde_json::Value, assignment: &str) -> Result<(), 
             }
             _ => {
                 return Err(format!(
-                    "--set {key}: `{part}` is below a value that is not a mapping or list"
+                    "{key}: `{part}` is below a value that is not a mapping or list"
                 ));
             }
         };
     }
     Ok(())
+}
+
+/// One run of a spec: the spec with a sweep point applied (`point` is empty without a sweep).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepPoint {
+    pub point: BTreeMap<String, serde_json::Value>,
+    pub spec: Spec,
+}
+
+impl SweepPoint {
+    /// `key=value, ...` for logs (values in compact JSON).
+    pub fn describe(&self) -> String {
+        self.point
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl Spec {
@@ -345,14 +647,95 @@ impl Spec {
             spec = serde_json::from_value(tree)
                 .map_err(|e| parse_error(format!("after --set: {e}")))?;
         }
-        spec.validate().map_err(|message| SpecError::Invalid {
+        let invalid = |message: String| SpecError::Invalid {
             path: path.to_path_buf(),
             message,
-        })?;
+        };
+        spec.validate().map_err(invalid)?;
+        // Every point of a sweep must be a valid spec too.
+        spec.expand().map_err(invalid)?;
         Ok(spec)
     }
 
-    /// Checks what serde cannot: sizes, stage order, paths.
+    /// The runs of this spec: one per combination of the `sweep:` values (in key order, the
+    /// last key varying fastest), or the spec itself.
+    pub fn expand(&self) -> Result<Vec<SweepPoint>, String> {
+        if self.sweep.is_empty() {
+            return Ok(vec![SweepPoint {
+                point: BTreeMap::new(),
+                spec: self.clone(),
+            }]);
+        }
+        let mut base = self.clone();
+        base.sweep.clear();
+        let tree = serde_json::to_value(&base).map_err(|e| e.to_string())?;
+        let mut points: Vec<BTreeMap<String, serde_json::Value>> = vec![BTreeMap::new()];
+        for (key, values) in &self.sweep {
+            if values.is_empty() {
+                return Err(format!("sweep.{key}: give at least one value"));
+            }
+            points = points
+                .into_iter()
+                .flat_map(|point| {
+                    values.iter().map(move |value| {
+                        let mut point = point.clone();
+                        point.insert(key.clone(), value.clone());
+                        point
+                    })
+                })
+                .collect();
+        }
+        points
+            .into_iter()
+            .map(|point| {
+                let mut tree = tree.clone();
+                for (key, value) in &point {
+                    set_dotted(&mut tree, key, value.clone()).map_err(|e| format!("sweep.{e}"))?;
+                }
+                let spec: Spec = serde_json::from_value(tree).map_err(|e| {
+                    format!(
+                        "sweep point {}: {e}",
+                        serde_json::to_string(&point).unwrap_or_default()
+                    )
+                })?;
+                spec.validate().map_err(|e| {
+                    format!(
+                        "sweep point {}: {e}",
+                        serde_json::to_string(&point).unwrap_or_default()
+                    )
+                })?;
+                Ok(SweepPoint { point, spec })
+            })
+            .collect()
+    }
+
+    /// The generator settings of an associative-recall task.
+    pub fn recall_config(&self) -> Option<RecallConfig> {
+        match self.task {
+            TaskSpec::AssociativeRecall {
+                vocab_size,
+                seq_len,
+                num_kv_pairs,
+                power_a,
+                train_examples,
+                test_examples,
+                train_seed,
+                test_seed,
+            } => Some(RecallConfig {
+                vocab_size,
+                seq_len,
+                num_kv_pairs,
+                power_a,
+                train_examples,
+                test_examples,
+                train_seed,
+                test_seed,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Checks what serde cannot: sizes, stage order, pairings of model and task.
     pub fn validate(&self) -> Result<(), String> {
         if self.name.is_empty() || self.name.contains('/') {
             return Err(format!(
@@ -360,39 +743,112 @@ impl Spec {
                 self.name
             ));
         }
-        if self.device != "cpu" && self.device != "cuda" && !self.device.starts_with("cuda:") {
-            return Err(format!(
-                "device `{}`: expected cpu, cuda or cuda:N",
-                self.device
-            ));
+        let devices = self.device.names();
+        if devices.is_empty() {
+            return Err("device: give at least one device".into());
         }
-        if self.model.preset.is_none() && self.model.pretrained.is_none() {
-            return Err("model: give a `preset` or a `pretrained` directory".into());
+        for device in &devices {
+            if device != "cpu" && device != "cuda" && !device.starts_with("cuda:") {
+                return Err(format!("device `{device}`: expected cpu, cuda or cuda:N"));
+            }
+        }
+        let model = &self.model;
+        match (model.preset, &model.pretrained) {
+            (None, None) => return Err("model: give a `preset` or a `pretrained` path".into()),
+            (_, Some(_)) if !model.config.is_empty() => {
+                return Err(
+                    "model: `config` overrides a preset; a pretrained checkpoint brings its own config"
+                        .into(),
+                );
+            }
+            (Some(preset), _) if preset.family() != model.family => {
+                return Err(format!(
+                    "model: preset {preset:?} is a {:?} model, but family is {:?}",
+                    preset.family(),
+                    model.family
+                ));
+            }
+            _ => {}
+        }
+        let needs = |family: &[Family], what: &str| {
+            if family.contains(&model.family) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "task {}: needs a {what} model (family {}), got family {:?}",
+                    self.task.kind(),
+                    family
+                        .iter()
+                        .map(|f| format!("{f:?}").to_lowercase())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    model.family
+                ))
+            }
+        };
+        match &self.task {
+            TaskSpec::LanguageModeling {
+                context,
+                stride_divisor,
+                vocab_limit,
+                ..
+            } => {
+                needs(&[Family::Gpt2, Family::Llama], "causal language")?;
+                if vocab_limit.is_some_and(|v| v < 2) {
+                    return Err("task: vocab_limit must be at least 2".into());
+                }
+                if *context < 2 || *stride_divisor < 2 {
+                    return Err(format!(
+                        "task: need context ≥ 2 and stride_divisor ≥ 2, got {context} and {stride_divisor}"
+                    ));
+                }
+            }
+            TaskSpec::AssociativeRecall { .. } => {
+                needs(&[Family::Gpt2, Family::Llama], "causal language")?;
+                self.recall_config()
+                    .expect("an associative-recall task")
+                    .validate()
+                    .map_err(|e| format!("task: {e}"))?;
+            }
+            TaskSpec::Glue { max_length, .. } => {
+                needs(&[Family::Bert], "BERT")?;
+                if *max_length < 3 {
+                    return Err(format!("task: max_length {max_length} must be at least 3"));
+                }
+            }
+            TaskSpec::Images { workers, .. } => {
+                needs(&[Family::Vit], "ViT")?;
+                if *workers == 0 {
+                    return Err("task: workers must be at least 1".into());
+                }
+            }
         }
         if self.stages.is_empty() {
             return Err("stages: at least one stage is needed".into());
         }
-        let TaskSpec::LanguageModeling {
-            context,
-            stride_divisor,
-            ..
-        } = &self.task;
-        if *context < 2 || *stride_divisor < 2 {
-            return Err(format!(
-                "task: need context ≥ 2 and stride_divisor ≥ 2, got {context} and {stride_divisor}"
-            ));
-        }
         let mut current = &self.attention;
         for (i, stage) in self.stages.iter().enumerate() {
-            let at = format!("stages.{i} ({:?})", stage.kind);
+            let at = format!("stages.{i} ({})", stage.kind.name());
             if let Some(attention) = &stage.attention {
                 current = attention;
             }
-            if stage.kind != StageKind::Eval
-                && (stage.steps == 0 || stage.batch_size == 0 || stage.grad_accumulation == 0)
-            {
+            if stage.batch_size == 0 {
+                return Err(format!("{at}: batch_size must be positive"));
+            }
+            if stage.kind.trains() {
+                let epochs_ok = stage.epochs.is_some_and(|e| e > 0.0 && e.is_finite());
+                if (stage.steps == 0) == stage.epochs.is_none()
+                    || (stage.epochs.is_some() && !epochs_ok)
+                    || stage.grad_accumulation == 0
+                {
+                    return Err(format!(
+                        "{at}: give positive steps or epochs (not both); batch_size and grad_accumulation must be positive"
+                    ));
+                }
+            } else if stage.steps != 0 || stage.epochs.is_some() {
                 return Err(format!(
-                    "{at}: steps, batch_size and grad_accumulation must be positive"
+                    "{at}: an {} stage does not train; remove steps/epochs",
+                    stage.kind.name()
                 ));
             }
             if stage.kind == StageKind::Distill
@@ -401,6 +857,31 @@ impl Spec {
                 return Err(format!(
                     "{at}: distillation needs a linear attention (set `attention:` on this or an earlier stage)"
                 ));
+            }
+            if stage.kind == StageKind::Distill && stage.trainable != Trainable::All {
+                return Err(format!(
+                    "{at}: distill always trains the feature maps only; remove `trainable`"
+                ));
+            }
+            if let Trainable::Lora(lora) = &stage.trainable
+                && let Err(e) = lora.validate()
+            {
+                return Err(format!("{at}: {e}"));
+            }
+            if stage.analysis.is_some() && stage.kind != StageKind::Analyze {
+                return Err(format!("{at}: `analysis:` belongs to an analyze stage"));
+            }
+            if let Some(early) = &stage.early_stopping {
+                if !stage.kind.trains() || early.patience == 0 {
+                    return Err(format!(
+                        "{at}: early_stopping needs a training stage and patience ≥ 1"
+                    ));
+                }
+                if stage.kind == StageKind::Distill {
+                    return Err(format!(
+                        "{at}: early_stopping watches the task metric, which distillation does not train"
+                    ));
+                }
             }
             let OptimizerSpec::Adamw { lr, .. } = stage.optimizer;
             if !(lr > 0.0 && lr.is_finite()) {

@@ -1,0 +1,387 @@
+//! Language modelling on a WikiText-format corpus: contiguous training blocks, next-token loss,
+//! sliding-window validation perplexity. The model is GPT-2 (GPT-2 BPE) or a Llama-style
+//! decoder (its GGUF tokenizer, or GPT-2 BPE for one built from a preset).
+
+use std::marker::PhantomData;
+use std::path::PathBuf;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::Tensor;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use hedgehog_models::gpt2::Gpt2;
+use hedgehog_models::llama::Llama;
+use hedgehog_models::tokenizer::TextTokenizer;
+use hedgehog_models::{AttentionMode, ModelError, ModelOutput};
+use hedgehog_tasks::lm::{self, CorpusSplit, TokenFile};
+
+use super::{Captured, Evaluation, Inner, Task, TaskInfo, distillation_loss, int_tensor, models};
+use crate::run::RunError;
+use crate::spec::{Spec, TaskSpec};
+
+/// What the language-modelling tasks need of a decoder.
+pub trait LanguageModel<B: Backend> {
+    /// Logits `[B, T, V]` (and captured attention when asked).
+    fn lm_forward(
+        &self,
+        tokens: Tensor<B, 2, burn::tensor::Int>,
+        mode: AttentionMode,
+        capture: bool,
+    ) -> Result<ModelOutput<B>, ModelError>;
+}
+
+impl<B: Backend> LanguageModel<B> for Gpt2<B> {
+    fn lm_forward(
+        &self,
+        tokens: Tensor<B, 2, burn::tensor::Int>,
+        mode: AttentionMode,
+        capture: bool,
+    ) -> Result<ModelOutput<B>, ModelError> {
+        self.forward(tokens, None, mode, capture)
+    }
+}
+
+impl<B: Backend> LanguageModel<B> for Llama<B> {
+    fn lm_forward(
+        &self,
+        tokens: Tensor<B, 2, burn::tensor::Int>,
+        mode: AttentionMode,
+        capture: bool,
+    ) -> Result<ModelOutput<B>, ModelError> {
+        self.forward(tokens, None, mode, capture)
+    }
+}
+
+/// A decoder family the causal tasks can build.
+pub trait Decoder<B: AutodiffBackend>:
+    LanguageModel<B> + burn::module::AutodiffModule<B> + Sized
+{
+    /// The model for a task of `context` tokens over `vocab` ids.
+    fn build(
+        spec: &Spec,
+        context: usize,
+        vocab: usize,
+        device: &B::Device,
+    ) -> Result<Self, RunError>;
+}
+
+impl<B: AutodiffBackend> Decoder<B> for Gpt2<B> {
+    fn build(
+        spec: &Spec,
+        context: usize,
+        vocab: usize,
+        device: &B::Device,
+    ) -> Result<Self, RunError> {
+        models::gpt2(spec, context, vocab, device)
+    }
+}
+
+impl<B: AutodiffBackend> Decoder<B> for Llama<B> {
+    fn build(
+        spec: &Spec,
+        _context: usize,
+        vocab: usize,
+        device: &B::Device,
+    ) -> Result<Self, RunError> {
+        Ok(models::llama(spec, vocab, device)?.0)
+    }
+}
+
+/// The tokenizer a run's corpus is read with, and its name in cache files.
+fn tokenizer_for(spec: &Spec) -> Result<(TextTokenizer, String), RunError> {
+    if let Some(path) = &spec.model.pretrained
+        && path.extension().is_some_and(|e| e == "gguf")
+    {
+        let file = hedgehog_models::gguf::GgufFile::open(path).map_err(ModelError::from)?;
+        let tokenizer = hedgehog_models::llama::gguf_tokenizer(&file)?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        return Ok((tokenizer, format!("gguf-{stem}")));
+    }
+    let tokenizer =
+        TextTokenizer::gpt2().map_err(|e| RunError::Config(format!("GPT-2 tokenizer: {e}")))?;
+    Ok((tokenizer, lm::GPT2_TOKENIZER.to_string()))
+}
+
+/// A split's token ids: the cached file as it is, or remapped to a smaller vocabulary.
+enum Tokens {
+    File(TokenFile),
+    Mapped(Vec<u32>),
+}
+
+impl Tokens {
+    fn tokens(&self) -> &[u32] {
+        match self {
+            Self::File(file) => file.tokens(),
+            Self::Mapped(tokens) => tokens,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.tokens().len()
+    }
+}
+
+/// The `limit − 1` most frequent training tokens get ids `0..limit − 1` by falling count (ties
+/// by token id); every other token maps to `limit − 1`. Returns the remapping and, per new id,
+/// the original token (`None` for the merged id).
+fn frequency_vocabulary(
+    train: &[u32],
+    limit: usize,
+) -> (std::collections::HashMap<u32, u32>, Vec<Option<u32>>) {
+    let mut counts: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    for &token in train {
+        *counts.entry(token).or_default() += 1;
+    }
+    let mut ranked: Vec<(u32, u64)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(limit - 1);
+    let mapping = ranked
+        .iter()
+        .enumerate()
+        .map(|(new, (old, _))| (*old, new as u32))
+        .collect();
+    let mut originals: Vec<Option<u32>> = ranked.iter().map(|(old, _)| Some(*old)).collect();
+    originals.push(None);
+    (mapping, originals)
+}
+
+pub struct LmTask<M> {
+    spec: Spec,
+    train: Tokens,
+    valid: Tokens,
+    /// Per model id, the tokenizer's id (`None`: the merged rare-token id); empty = identity.
+    originals: Vec<Option<u32>>,
+    context: usize,
+    stride: usize,
+    eval_tokens: Option<usize>,
+    tokenizer: TextTokenizer,
+    vocab: usize,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> LmTask<M> {
+    pub fn new(spec: &Spec) -> Result<Self, RunError> {
+        let TaskSpec::LanguageModeling {
+            path,
+            context,
+            stride_divisor,
+            cache,
+            eval_tokens,
+            vocab_limit,
+        } = &spec.task
+        else {
+            unreachable!("dispatched on the task kind")
+        };
+        let cache = cache.clone().unwrap_or_else(|| PathBuf::from("data/cache"));
+        let (tokenizer, name) = tokenizer_for(spec)?;
+        let read = |split| -> Result<TokenFile, RunError> {
+            let source = lm::split_path(path, split)?;
+            Ok(lm::token_file(&source, &name, &cache, |text| {
+                tokenizer
+                    .encode(text)
+                    .map(|e| e.ids)
+                    .map_err(|e| hedgehog_tasks::DataError::Tokenizer(e.to_string()))
+            })?)
+        };
+        let (train, valid) = (read(CorpusSplit::Train)?, read(CorpusSplit::Valid)?);
+        let (train, valid, originals, vocab) = match vocab_limit {
+            Some(limit) => {
+                let (mapping, originals) = frequency_vocabulary(train.tokens(), *limit);
+                let merged = (*limit - 1) as u32;
+                let remap = |file: &TokenFile| -> Vec<u32> {
+                    file.tokens()
+                        .iter()
+                        .map(|t| mapping.get(t).copied().unwrap_or(merged))
+                        .collect()
+                };
+                let (train, valid) = (remap(&train), remap(&valid));
+                (
+                    Tokens::Mapped(train),
+                    Tokens::Mapped(valid),
+                    originals,
+                    *limit,
+                )
+            }
+            None => (
+                Tokens::File(train),
+                Tokens::File(valid),
+                Vec::new(),
+                tokenizer.vocab_size(),
+            ),
+        };
+        if lm::block_count(train.len(), *context) == 0 {
+            return Err(RunError::Config(format!(
+                "the training split has {} tokens, fewer than one block of context {context}",
+                train.len()
+            )));
+        }
+        Ok(Self {
+            spec: spec.clone(),
+            vocab,
+            train,
+            valid,
+            originals,
+            context: *context,
+            stride: (*context / *stride_divisor).max(1),
+            eval_tokens: *eval_tokens,
+            tokenizer,
+            _model: PhantomData,
+        })
+    }
+
+    fn path(&self) -> PathBuf {
+        match &self.spec.task {
+            TaskSpec::LanguageModeling { path, .. } => path.clone(),
+            _ => unreachable!("an LM task"),
+        }
+    }
+
+    /// A model id as text.
+    fn token_text(&self, id: u32) -> String {
+        let original = if self.originals.is_empty() {
+            Some(id)
+        } else {
+            self.originals.get(id as usize).copied().flatten()
+        };
+        match original {
+            Some(id) => self
+                .tokenizer
+                .decode(&[id])
+                .unwrap_or_else(|_| format!("#{id}")),
+            None => "<rare>".into(),
+        }
+    }
+
+    fn valid_tokens(&self) -> &[u32] {
+        let tokens = self.valid.tokens();
+        &tokens[..self.eval_tokens.unwrap_or(tokens.len()).min(tokens.len())]
+    }
+
+    /// Inputs and next-token targets of training blocks `examples`, `[N, T]` each.
+    fn blocks(&self, tokens: &[u32], examples: &[usize]) -> (Vec<i64>, Vec<i64>) {
+        let mut inputs = Vec::with_capacity(examples.len() * self.context);
+        let mut targets = Vec::with_capacity(examples.len() * self.context);
+        for &index in examples {
+            let (x, y) = lm::block(tokens, self.context, index);
+            inputs.extend(x.iter().map(|&t| t as i64));
+            targets.extend(y.iter().map(|&t| t as i64));
+        }
+        (inputs, targets)
+    }
+}
+
+impl<B: AutodiffBackend, M> Task<B> for LmTask<M>
+where
+    M: Decoder<B>
+        + hedgehog_models::checkpoint::Checkpoint<B>
+        + hedgehog_models::AttentionLayers<B>
+        + Send
+        + 'static,
+    Inner<B, M>: LanguageModel<B::InnerBackend>,
+{
+    type Model = M;
+
+    fn info(&self) -> TaskInfo {
+        let path = self.path();
+        TaskInfo {
+            setting: format!(
+                "{} on {} (WikiText format), context {}{}",
+                models::describe(&self.spec.model),
+                path.display(),
+                self.context,
+                if self.originals.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}-token vocabulary (rarer tokens merged)", self.vocab)
+                }
+            ),
+            train_examples: lm::block_count(self.train.len(), self.context),
+            eval_examples: lm::block_count(self.valid_tokens().len(), self.context),
+            tokens_per_example: self.context,
+            glue_task: None,
+            describe: format!(
+                "{}: {} train / {} validation tokens, blocks of {}",
+                path.display(),
+                self.train.len(),
+                self.valid_tokens().len(),
+                self.context
+            ),
+        }
+    }
+
+    fn build_model(&self, device: &B::Device) -> Result<M, RunError> {
+        M::build(&self.spec, self.context, self.vocab, device)
+    }
+
+    fn loss(
+        &self,
+        model: &M,
+        examples: &[usize],
+        distill: bool,
+        _seed: u64,
+        device: &B::Device,
+    ) -> Result<Tensor<B, 1>, RunError> {
+        let (inputs, targets) = self.blocks(self.train.tokens(), examples);
+        let n = examples.len();
+        let inputs = int_tensor::<B>(inputs, [n, self.context], device);
+        if distill {
+            let out = model.lm_forward(inputs, AttentionMode::Distill, false)?;
+            return distillation_loss(out.attention, None);
+        }
+        let logits = model
+            .lm_forward(inputs, AttentionMode::Configured, false)?
+            .output;
+        let [b, t, v] = logits.dims();
+        let targets = int_tensor::<B>(targets, [b, t], device);
+        Ok(CrossEntropyLossConfig::new()
+            .init(device)
+            .forward(logits.reshape([b * t, v]), targets.reshape([b * t])))
+    }
+
+    fn evaluate(&self, model: &Inner<B, M>, device: &B::Device) -> Result<Evaluation, RunError> {
+        let report = lm::perplexity::<B::InnerBackend>(
+            self.valid_tokens(),
+            self.context,
+            self.stride,
+            device,
+            |window| {
+                Ok(model
+                    .lm_forward(window, AttentionMode::Configured, false)?
+                    .output)
+            },
+            |_, _| {},
+        )?;
+        Ok(Evaluation {
+            metrics: [
+                ("perplexity".to_string(), report.perplexity),
+                ("nll".to_string(), report.nll),
+            ]
+            .into(),
+            headline: "perplexity".into(),
+        })
+    }
+
+    fn capture(
+        &self,
+        model: &Inner<B, M>,
+        examples: &[usize],
+        device: &B::Device,
+    ) -> Result<Captured<B::InnerBackend>, RunError> {
+        let (inputs, _) = self.blocks(self.valid_tokens(), examples);
+        let first: Vec<u32> = inputs[..self.context].iter().map(|&t| t as u32).collect();
+        let tokens = first.iter().map(|&id| self.token_text(id)).collect();
+        let out = model.lm_forward(
+            int_tensor::<B::InnerBackend>(inputs, [examples.len(), self.context], device),
+            AttentionMode::Configured,
+            true,
+        )?;
+        Ok(Captured {
+            layers: out.attention,
+            lengths: None,
+            tokens,
+            causal: true,
+        })
+    }
+}
