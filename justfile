@@ -16,15 +16,35 @@ run spec *ARGS:
 quickstart:
     cargo run --release -p hedgehog-cli -- run experiments/quickstart.yaml
 
-# Parse and check every committed spec.
+# Parse and check every committed spec (every point of every sweep).
 validate:
     cargo run -p hedgehog-cli -- validate experiments/*.yaml
 
-# Format check, clippy (warnings are errors) and the whole test suite.
+# The paper's tables next to ours, from the run folders: results/tables/*.md and *.csv.
+tables:
+    cargo run --release -p hedgehog-cli -- tables --results results --out results/tables
+
+# Every committed figure, redrawn from the run folders (PNG + SVG under results/figures/).
+plots:
+    cargo run --release -p hedgehog-cli -- plots experiments/figures/paper_figures.yaml --results results
+
+# The CPU-scale runs behind the README's tables and figures, then the tables and plots (needs `just fetch-data`).
+reproduce:
+    cargo build --release -p hedgehog-cli
+    ./target/release/hedgehog run experiments/quickstart.yaml
+    ./target/release/hedgehog run experiments/assoc_recall_cpu.yaml
+    ./target/release/hedgehog run experiments/sst2_minilm_softmax_cpu.yaml
+    ./target/release/hedgehog run experiments/sst2_minilm_maps_cpu.yaml
+    ./target/release/hedgehog run experiments/sst2_minilm_hedgehog_cpu.yaml
+    ./target/release/hedgehog run experiments/lm_scratch_cpu.yaml
+    just tables plots
+
+# Format check, clippy (warnings are errors), the whole test suite, and every committed spec validated.
 test:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo test --workspace
+    cargo run -p hedgehog-cli -- validate experiments/*.yaml
 
 # Compile-check the CUDA backend (burn-cuda) offline; no GPU needed.
 check-cuda:

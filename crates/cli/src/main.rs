@@ -50,7 +50,7 @@ enum Command {
     },
     /// Every figure a figures file lists, redrawn from the run folders (PNG and SVG).
     Plots {
-        #[arg(default_value = "experiments/figures.yaml")]
+        #[arg(default_value = "experiments/figures/paper_figures.yaml")]
         figures: PathBuf,
         #[arg(long, default_value = "results")]
         results: PathBuf,

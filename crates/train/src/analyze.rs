@@ -128,7 +128,12 @@ fn example_map(
     AttentionMap {
         layer,
         head,
-        tokens: tokens.iter().take(size).cloned().collect(),
+        // A map's labels must cover every row, or there are none.
+        tokens: if tokens.len() >= size {
+            tokens[..size].to_vec()
+        } else {
+            Vec::new()
+        },
         size,
         teacher: cut(teacher),
         student: student.map(cut),

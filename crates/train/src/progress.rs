@@ -1,7 +1,8 @@
 //! Progress output: a progress bar with the latest loss on a terminal, plain log lines
-//! otherwise (CI logs, pipes), nothing when quiet.
+//! otherwise (CI logs, pipes), nothing when quiet; every line also goes to the run's `log.txt`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -9,6 +10,7 @@ pub struct Reporter {
     verbose: bool,
     terminal: bool,
     bar: Option<ProgressBar>,
+    log: Option<PathBuf>,
 }
 
 impl Reporter {
@@ -17,11 +19,25 @@ impl Reporter {
             verbose,
             terminal: verbose && std::io::stdout().is_terminal(),
             bar: None,
+            log: None,
         }
+    }
+
+    /// Appends every later line to `path` (the run folder's `log.txt`).
+    pub fn log_to(&mut self, path: PathBuf) {
+        self.log = Some(path);
     }
 
     /// A log line (above the bar on a terminal).
     pub fn line(&self, text: impl AsRef<str>) {
+        if let Some(path) = &self.log {
+            // The log is a convenience copy of the output: a failed append must not stop a run.
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut file| writeln!(file, "{}", text.as_ref()));
+        }
         if !self.verbose {
             return;
         }

@@ -337,6 +337,7 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
         Destination::Fresh(dir) => (dir, false),
         Destination::Resume(dir) => (dir, true),
     };
+    reporter.log_to(dir.join("log.txt"));
     let ctx = Context {
         spec,
         task,

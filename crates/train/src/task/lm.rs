@@ -385,3 +385,18 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::frequency_vocabulary;
+
+    #[test]
+    fn frequent_tokens_keep_ids_by_rank_and_the_rest_share_one() {
+        // Counts: 7 → 3, 5 → 2, 9 → 2, 1 → 1.
+        let (mapping, originals) = frequency_vocabulary(&[7, 5, 7, 9, 1, 7, 5, 9], 3);
+        assert_eq!(mapping.get(&7), Some(&0));
+        assert_eq!(mapping.get(&5), Some(&1), "ties go to the smaller token id");
+        assert_eq!(mapping.get(&9), None);
+        assert_eq!(originals, vec![Some(7), Some(5), None]);
+    }
+}
