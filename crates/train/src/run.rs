@@ -521,7 +521,7 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
             &serde_json::to_vec_pretty(&summary(&progress, false)).expect("summary serialises"),
         )?;
     }
-    export_final(&ctx.dir)?;
+    export_final(&ctx.dir, spec.model.pretrained.as_deref())?;
     let done = summary(&progress, true);
     write_atomic(
         &ctx.dir.join("summary.json"),
@@ -530,9 +530,20 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
     Ok(done)
 }
 
+/// Tokenizer files a pretrained directory may hold; `final/` keeps them so that a spec starting
+/// from it reads text the same way.
+const TOKENIZER_FILES: [&str; 5] = [
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "merges.txt",
+];
+
 /// Copies the last checkpoint's model to `<run>/final/` (an HF-layout directory that a later
-/// spec can name as `model.pretrained`) and points `results/<name>/latest` at the run.
-fn export_final(dir: &Path) -> Result<(), RunError> {
+/// spec can name as `model.pretrained`), with the tokenizer files of the directory the run
+/// started from, and points `results/<name>/latest` at the run.
+fn export_final(dir: &Path, pretrained: Option<&Path>) -> Result<(), RunError> {
     let (_, last) = checkpoint::checkpoints(dir)
         .pop()
         .ok_or_else(|| RunError::Config(format!("{}: no checkpoint to export", dir.display())))?;
@@ -541,6 +552,11 @@ fn export_final(dir: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(&partial).map_err(file_error(&partial))?;
     for file in ["config.json", "model.safetensors"] {
         std::fs::copy(last.join(file), partial.join(file)).map_err(file_error(&last.join(file)))?;
+    }
+    for file in TOKENIZER_FILES {
+        if let Some(source) = pretrained.map(|p| p.join(file)).filter(|p| p.is_file()) {
+            std::fs::copy(&source, partial.join(file)).map_err(file_error(&source))?;
+        }
     }
     let target = dir.join("final");
     let _ = std::fs::remove_dir_all(&target);

@@ -7,28 +7,11 @@ use std::path::{Path, PathBuf};
 use burn::backend::{Autodiff, NdArray};
 use hedgehog_train::{RunOptions, RunSummary, Spec, StageResult, run};
 
+mod common;
+
+use common::{copy_dir, exclusive, metrics_without_timing, temp, untimed, workspace};
+
 type B = Autodiff<NdArray<f32>>;
-
-/// burn's ndarray RNG is process-global: runs in parallel test threads would draw from it in
-/// interleaved order, so the tests that run models take turns.
-static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    ONE_RUN_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hedgehog-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[test]
 fn every_committed_spec_validates() {
@@ -93,30 +76,6 @@ fn run_one(spec: &Spec, options: &RunOptions) -> Result<RunSummary, hedgehog_tra
     let mut summaries = run::<B>(spec, options, &[Default::default()])?;
     assert_eq!(summaries.len(), 1);
     Ok(summaries.remove(0))
-}
-
-/// Stage results without their wall-clock seconds.
-fn untimed(stages: &[StageResult]) -> Vec<StageResult> {
-    stages
-        .iter()
-        .cloned()
-        .map(|mut s| {
-            s.seconds = 0.0;
-            s
-        })
-        .collect()
-}
-
-fn metrics_without_timing(run_dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(run_dir.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let mut fields: Vec<&str> = line.split(',').collect();
-            fields.remove(6); // tokens_per_second varies with the machine
-            fields.join(",")
-        })
-        .collect()
 }
 
 #[test]
@@ -261,17 +220,4 @@ fn bad_specs_fail_with_the_documented_messages() {
     .to_string();
     assert!(err.contains("no earlier run"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

@@ -9,27 +9,11 @@ use burn::backend::{Autodiff, NdArray};
 use hedgehog_train::run::RunError;
 use hedgehog_train::{RunOptions, RunSummary, Spec, StageResult, run};
 
+mod common;
+
+use common::{copy_dir, exclusive, metrics_without_timing, temp, untimed, workspace};
+
 type B = Autodiff<NdArray<f32>>;
-
-/// burn's ndarray RNG is process-global: runs take turns so each sees its own seeds.
-static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    ONE_RUN_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hedgehog-tasks-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn options(results: &Path, resume: bool) -> RunOptions {
     RunOptions {
@@ -48,29 +32,6 @@ fn spec_from(dir: &Path, text: &str, overrides: &[&str]) -> Spec {
 
 fn run_cpu(spec: &Spec, options: &RunOptions, devices: usize) -> Result<Vec<RunSummary>, RunError> {
     run::<B>(spec, options, &vec![Default::default(); devices])
-}
-
-fn untimed(stages: &[StageResult]) -> Vec<StageResult> {
-    stages
-        .iter()
-        .cloned()
-        .map(|mut s| {
-            s.seconds = 0.0;
-            s
-        })
-        .collect()
-}
-
-fn metrics_without_timing(run_dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(run_dir.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let mut fields: Vec<&str> = line.split(',').collect();
-            fields.remove(6); // tokens_per_second varies with the machine
-            fields.join(",")
-        })
-        .collect()
 }
 
 /// A WordPiece vocabulary holding the specials and every word of the SST-2 sample.
@@ -417,17 +378,4 @@ fn user_mistakes_are_clear_errors() {
         "{err}"
     );
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

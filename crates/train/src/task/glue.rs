@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use hedgehog_models::AttentionMode;
@@ -14,8 +13,8 @@ use hedgehog_tasks::glue::metrics::{Predictions, task_metrics};
 use hedgehog_tasks::glue::{GlueTask as GlueName, Label, Split, task_dir};
 
 use super::{
-    Captured, Evaluation, Inner, Task, TaskInfo, argmax_rows, distillation_loss, models, subset,
-    to_f32,
+    Captured, Evaluation, Inner, Task, TaskInfo, argmax_rows, class_cross_entropy,
+    distillation_loss, models, subset, to_f32,
 };
 use crate::run::RunError;
 use crate::spec::{Spec, TaskSpec};
@@ -255,13 +254,7 @@ impl<B: AutodiffBackend> Task<B> for GlueTask {
                 Label::Score(s) => s as i64,
             })
             .collect();
-        let targets = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(classes, [n]).convert::<B::IntElem>(),
-            device,
-        );
-        Ok(CrossEntropyLossConfig::new()
-            .init(device)
-            .forward(logits, targets))
+        Ok(class_cross_entropy(logits, classes, device))
     }
 
     fn evaluate(

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use hedgehog_models::AttentionMode;
@@ -11,8 +10,8 @@ use hedgehog_models::vit::Vit;
 use hedgehog_tasks::images::{ImageFolder, ImageTransform, load_batch};
 
 use super::{
-    Captured, Evaluation, Inner, Task, TaskInfo, argmax_rows, distillation_loss, models, subset,
-    to_f32,
+    Captured, Evaluation, Inner, Task, TaskInfo, argmax_rows, class_cross_entropy,
+    distillation_loss, models, subset, to_f32,
 };
 use crate::run::RunError;
 use crate::spec::{Spec, TaskSpec};
@@ -146,15 +145,8 @@ impl<B: AutodiffBackend> Task<B> for ImageTask {
             .forward(images, AttentionMode::Configured, false)?
             .logits
             .expect("models::vit always attaches a head");
-        let n = labels.len();
-        let targets = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(labels.into_iter().map(|l| l as i64).collect(), [n])
-                .convert::<B::IntElem>(),
-            device,
-        );
-        Ok(CrossEntropyLossConfig::new()
-            .init(device)
-            .forward(logits, targets))
+        let classes = labels.into_iter().map(|l| l as i64).collect();
+        Ok(class_cross_entropy(logits, classes, device))
     }
 
     fn evaluate(

@@ -51,9 +51,14 @@ impl<B: Backend> LanguageModel<B> for Llama<B> {
     }
 }
 
-/// A decoder family the causal tasks can build.
+/// A decoder family the causal tasks can build and train.
 pub trait Decoder<B: AutodiffBackend>:
-    LanguageModel<B> + burn::module::AutodiffModule<B> + Sized
+    LanguageModel<B>
+    + burn::module::AutodiffModule<B>
+    + hedgehog_models::checkpoint::Checkpoint<B>
+    + hedgehog_models::AttentionLayers<B>
+    + Send
+    + 'static
 {
     /// The model for a task of `context` tokens over `vocab` ids.
     fn build(
@@ -274,11 +279,7 @@ impl<M> LmTask<M> {
 
 impl<B: AutodiffBackend, M> Task<B> for LmTask<M>
 where
-    M: Decoder<B>
-        + hedgehog_models::checkpoint::Checkpoint<B>
-        + hedgehog_models::AttentionLayers<B>
-        + Send
-        + 'static,
+    M: Decoder<B>,
     Inner<B, M>: LanguageModel<B::InnerBackend>,
 {
     type Model = M;

@@ -185,6 +185,22 @@ pub fn masked_cross_entropy<B: Backend>(
     Ok((picked * keep).sum().neg().div_scalar(count as f64))
 }
 
+/// Cross-entropy of class `logits: [N, C]` against one class index per row.
+pub fn class_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    classes: Vec<i64>,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    let n = classes.len();
+    let targets = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(classes, [n]).convert::<B::IntElem>(),
+        device,
+    );
+    burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(device)
+        .forward(logits, targets)
+}
+
 /// The index of the largest value in each row of `[N, C]` values (row-major).
 pub fn argmax_rows(values: &[f32], classes: usize) -> Vec<usize> {
     values

@@ -55,11 +55,7 @@ impl<M> RecallTask<M> {
 
 impl<B: AutodiffBackend, M> Task<B> for RecallTask<M>
 where
-    M: Decoder<B>
-        + hedgehog_models::checkpoint::Checkpoint<B>
-        + hedgehog_models::AttentionLayers<B>
-        + Send
-        + 'static,
+    M: Decoder<B>,
     Inner<B, M>: LanguageModel<B::InnerBackend>,
 {
     type Model = M;

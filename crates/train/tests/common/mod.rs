@@ -1,0 +1,68 @@
+//! Helpers the pipeline tests share: one run at a time, temporary folders, and run outputs
+//! without their timings.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+
+use hedgehog_train::StageResult;
+
+/// burn's ndarray RNG is process-global: runs in parallel test threads would draw from it in
+/// interleaved order, so the tests that run models take turns.
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A fresh, empty temporary folder named after the test.
+pub fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hedgehog-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Stage results without their wall-clock seconds.
+pub fn untimed(stages: &[StageResult]) -> Vec<StageResult> {
+    stages
+        .iter()
+        .cloned()
+        .map(|mut s| {
+            s.seconds = 0.0;
+            s
+        })
+        .collect()
+}
+
+/// `metrics.csv` lines without the machine-dependent throughput column.
+pub fn metrics_without_timing(run_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(run_dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut fields: Vec<&str> = line.split(',').collect();
+            fields.remove(6); // tokens_per_second
+            fields.join(",")
+        })
+        .collect()
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
