@@ -22,11 +22,13 @@ struct Cli {
 enum Command {
     /// Run every stage of a spec; writes results/<name>/run-NNN/.
     Run {
+        /// The experiment spec (YAML), e.g. experiments/quickstart.yaml.
         spec: PathBuf,
         /// Override a value: `--set stages.0.steps=10` (repeatable; the value is YAML).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
-        /// Continue the newest run of this spec from its last checkpoint.
+        /// Continue the newest run with the same resolved spec from its last checkpoint
+        /// (a sweep skips its finished points and starts the others).
         #[arg(long)]
         resume: bool,
         /// Where run folders go.
@@ -35,13 +37,16 @@ enum Command {
     },
     /// Parse and check specs without running them.
     Validate {
+        /// Spec files (every point of a sweep is checked).
         #[arg(required = true)]
         specs: Vec<PathBuf>,
+        /// Override a value before checking, as for `run`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
     /// The paper's tables next to ours, from the run folders (Markdown and CSV).
     Tables {
+        /// Where run folders are.
         #[arg(long, default_value = "results")]
         results: PathBuf,
         /// Where `<table>.md` and `<table>.csv` go.
@@ -50,15 +55,19 @@ enum Command {
     },
     /// Every figure a figures file lists, redrawn from the run folders (PNG and SVG).
     Plots {
+        /// The figures file: which figures, from which runs, written where.
         #[arg(default_value = "experiments/figures/paper_figures.yaml")]
         figures: PathBuf,
+        /// Where run folders are.
         #[arg(long, default_value = "results")]
         results: PathBuf,
     },
     /// The specs in experiments/ and their last results.
     List {
+        /// Where the specs are.
         #[arg(long, default_value = "experiments")]
         dir: PathBuf,
+        /// Where run folders are.
         #[arg(long, default_value = "results")]
         results: PathBuf,
     },

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, NdArray};
-use hedgehog_train::{RunOptions, RunSummary, Spec, StageResult, run};
+use hedgehog_train::{RunOptions, RunSummary, Spec, run};
 
 mod common;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, NdArray};
 use hedgehog_train::run::RunError;
-use hedgehog_train::{RunOptions, RunSummary, Spec, StageResult, run};
+use hedgehog_train::{RunOptions, RunSummary, Spec, run};
 
 mod common;
 
@@ -377,5 +377,50 @@ fn user_mistakes_are_clear_errors() {
         err.contains("/nowhere/glue") && err.contains("just fetch-data"),
         "{err}"
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+const LLAMA: &str = "name: llama-tiny
+model:
+  family: llama
+  preset: smollm2_135m
+  config: {vocab_size: 50257, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2,
+           num_attention_heads: 4, num_key_value_heads: 2}
+task: {kind: language_modeling, path: CORPUS, context: 16, eval_tokens: 64, cache: CACHE}
+stages:
+  - {kind: train, steps: 2, batch_size: 2, optimizer: {kind: adamw, lr: 1.0e-3}}
+  - kind: distill
+    attention: [{kind: linear, feature_map: {kind: hedgehog, activation: softmax_split, feature_dim: 4}}]
+    steps: 2
+    batch_size: 2
+  - kind: finetune
+    steps: 2
+    batch_size: 2
+    trainable: {lora: {rank: 2, alpha: 4.0}}
+    row: Hedgehog
+";
+
+#[test]
+fn a_llama_decoder_converts_with_grouped_heads_and_lora() {
+    let _turn = exclusive();
+    let dir = temp("llama");
+    let text = LLAMA
+        .replace(
+            "CORPUS",
+            &workspace()
+                .join("data/samples/wikitext")
+                .display()
+                .to_string(),
+        )
+        .replace("CACHE", &dir.join("cache").display().to_string());
+    let spec = spec_from(&dir, &text, &[]);
+    let summary = run_cpu(&spec, &options(&dir.join("results"), false), 1)
+        .unwrap()
+        .remove(0);
+    let finetune = &summary.stages[2];
+    assert_eq!(finetune.attention, "Hedgehog (softmax_split)");
+    assert_eq!(finetune.headline.as_deref(), Some("perplexity"));
+    assert!(finetune.metrics["perplexity"].is_finite());
+    assert!(summary.run_dir.join("final/model.safetensors").exists());
     std::fs::remove_dir_all(&dir).ok();
 }

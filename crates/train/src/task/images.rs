@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use hedgehog_models::AttentionMode;
 use hedgehog_models::vit::Vit;
 use hedgehog_tasks::images::{ImageFolder, ImageTransform, load_batch};
