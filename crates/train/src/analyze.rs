@@ -7,9 +7,10 @@ use std::path::Path;
 
 use burn::tensor::backend::AutodiffBackend;
 use hedgehog_analysis::{AnalysisConfig, AttentionAnalyzer, AttentionMap, LayerAttention};
+use hedgehog_models::AttentionMode;
 
 use crate::run::{RunError, file_error};
-use crate::spec::AnalysisSpec;
+use crate::spec::{AnalysisSpec, LayerInputs};
 use crate::task::{Inner, Task, to_f32};
 
 /// Measures `settings.batches` validation batches of `batch_size` examples; returns the
@@ -40,7 +41,11 @@ pub fn analyze_stage<B: AutodiffBackend, T: Task<B>>(
     let mut analyzer: Option<AttentionAnalyzer> = None;
     let mut example = None;
     for chunk in indices.chunks(batch_size) {
-        let captured = task.capture(model, chunk, device)?;
+        let mode = match settings.layer_inputs {
+            LayerInputs::Model => AttentionMode::Configured,
+            LayerInputs::Softmax => AttentionMode::Distill,
+        };
+        let captured = task.capture(model, chunk, mode, device)?;
         if captured.layers.is_empty() {
             return Err(RunError::Config(
                 "analyze: the model returned no attention to measure".into(),

@@ -760,6 +760,28 @@ fn train_stage<B: AutodiffBackend, T: Task<B>>(
         ));
     }
     let keep = trained_subset::<B, _>(&model, distill, &stage.trainable);
+    let attention = attention_label(&model_attention::<B, _>(&model));
+    if distill && keep.as_ref().is_some_and(|k| k.is_empty()) {
+        // A sweep over maps runs one recipe for all: a map without parameters has nothing to
+        // learn from the teacher, and its stage is recorded as zero steps.
+        reporter.line(format!(
+            "[{label}] {attention} has no trainable feature-map parameters: nothing to distil"
+        ));
+        let result = StageResult {
+            label: label.to_string(),
+            kind: stage.kind,
+            steps: 0,
+            final_loss: None,
+            row: row_label(stage, &attention),
+            attention,
+            metrics: BTreeMap::new(),
+            headline: None,
+            seconds: 0.0,
+            stopped_early: false,
+            analysis: None,
+        };
+        return Ok((model, result));
+    }
     if keep.as_ref().is_some_and(|k| k.is_empty()) {
         return Err(RunError::Config(format!(
             "[{label}] nothing to train: the model has no {} parameters",

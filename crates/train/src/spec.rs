@@ -402,10 +402,24 @@ fn default_bins() -> usize {
     40
 }
 
+/// Where each layer's input comes from while an `analyze` stage measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerInputs {
+    /// The model as it runs: each layer reads what the layers below it computed.
+    #[default]
+    Model,
+    /// Teacher forcing, as in distillation: every layer's output is its softmax attention's, so
+    /// every map is measured on the softmax model's own queries and keys.
+    Softmax,
+}
+
 /// What an `analyze` stage measures on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnalysisSpec {
+    #[serde(default)]
+    pub layer_inputs: LayerInputs,
     /// Validation batches (of the stage's `batch_size`) to measure.
     #[serde(default = "default_analysis_batches")]
     pub batches: usize,
@@ -425,6 +439,7 @@ pub struct AnalysisSpec {
 impl Default for AnalysisSpec {
     fn default() -> Self {
         Self {
+            layer_inputs: LayerInputs::default(),
             batches: default_analysis_batches(),
             bins: default_bins(),
             score_range: None,

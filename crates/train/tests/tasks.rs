@@ -424,3 +424,41 @@ fn a_llama_decoder_converts_with_grouped_heads_and_lora() {
     assert!(summary.run_dir.join("final/model.safetensors").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn teacher_forced_analysis_measures_every_map_on_the_softmax_models_queries_and_keys() {
+    let _turn = exclusive();
+    let dir = temp("teacher-forced");
+    let spec = glue_spec(&dir);
+    let analyze = |map: &str, inputs: &str| {
+        format!(
+            "{{kind: analyze, attention: [{{kind: linear, feature_map: {{kind: {map}}}}}], batch_size: 2, analysis: {{batches: 2, layer_inputs: {inputs}}}}}"
+        )
+    };
+    let stages = format!(
+        "stages=[{{kind: train, steps: 1, batch_size: 2}}, {}, {}, {}, {}]",
+        analyze("elu", "softmax"),
+        analyze("relu", "softmax"),
+        analyze("elu", "model"),
+        analyze("relu", "model"),
+    );
+    let path = dir.join("spec.yaml");
+    let spec = Spec::load(&path, &[stages]).unwrap_or_else(|e| panic!("{e} ({spec:?})"));
+    let summary = run_cpu(&spec, &options(&dir.join("results"), false), 1)
+        .unwrap()
+        .remove(0);
+    let teacher = |stage: usize| summary.stages[stage].metrics["teacher_entropy"];
+    assert_eq!(summary.stages[1].attention, "1+ELU");
+    assert_eq!(summary.stages[2].attention, "ReLU");
+    assert!(
+        (teacher(1) - teacher(2)).abs() < 1e-9,
+        "teacher-forced: the same softmax weights whatever the map ({} vs {})",
+        teacher(1),
+        teacher(2)
+    );
+    assert!(
+        (teacher(3) - teacher(4)).abs() > 1e-9,
+        "as run, the second layer reads the first layer's linear output"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

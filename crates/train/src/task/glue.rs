@@ -328,6 +328,7 @@ impl<B: AutodiffBackend> Task<B> for GlueTask {
         &self,
         model: &Inner<B, Bert<B>>,
         examples: &[usize],
+        mode: AttentionMode,
         device: &B::Device,
     ) -> Result<Captured<B::InnerBackend>, RunError> {
         let batch: Vec<&Encoded> = examples.iter().map(|&i| &self.dev[i]).collect();
@@ -345,7 +346,7 @@ impl<B: AutodiffBackend> Task<B> for GlueTask {
             padded.ids,
             Some(padded.types),
             Some(padded.mask),
-            AttentionMode::Configured,
+            mode,
             true,
         )?;
         Ok(Captured {

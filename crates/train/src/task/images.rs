@@ -185,6 +185,7 @@ impl<B: AutodiffBackend> Task<B> for ImageTask {
         &self,
         model: &Inner<B, Vit<B>>,
         examples: &[usize],
+        mode: AttentionMode,
         device: &B::Device,
     ) -> Result<Captured<B::InnerBackend>, RunError> {
         let indices: Vec<usize> = examples.iter().map(|&i| self.val_items[i]).collect();
@@ -192,7 +193,7 @@ impl<B: AutodiffBackend> Task<B> for ImageTask {
         let tokens = std::iter::once("[CLS]".to_string())
             .chain((0..self.patches).map(|p| format!("p{p}")))
             .collect();
-        let out = model.forward(images, AttentionMode::Configured, true)?;
+        let out = model.forward(images, mode, true)?;
         Ok(Captured {
             layers: out.attention,
             lengths: None,

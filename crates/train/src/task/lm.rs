@@ -368,6 +368,7 @@ where
         &self,
         model: &Inner<B, M>,
         examples: &[usize],
+        mode: AttentionMode,
         device: &B::Device,
     ) -> Result<Captured<B::InnerBackend>, RunError> {
         let (inputs, _) = self.blocks(self.valid_tokens(), examples);
@@ -375,7 +376,7 @@ where
         let tokens = first.iter().map(|&id| self.token_text(id)).collect();
         let out = model.lm_forward(
             int_tensor::<B::InnerBackend>(inputs, [examples.len(), self.context], device),
-            AttentionMode::Configured,
+            mode,
             true,
         )?;
         Ok(Captured {

@@ -18,7 +18,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Int, Tensor, TensorData, activation};
 use hedgehog_attention::distill::{self, Reduction, RowLoss};
 use hedgehog_models::checkpoint::Checkpoint;
-use hedgehog_models::{AttentionCapture, AttentionLayers};
+use hedgehog_models::{AttentionCapture, AttentionLayers, AttentionMode};
 
 use crate::run::RunError;
 
@@ -109,11 +109,14 @@ pub trait Task<B: AutodiffBackend>: Sync {
         device: &B::Device,
     ) -> Result<Evaluation, RunError>;
 
-    /// Every layer's attention on validation `examples`.
+    /// Every layer's attention on validation `examples`, with the layers run in `mode`
+    /// (`Distill`: each layer's output is softmax's, so every layer sees the softmax model's
+    /// hidden states).
     fn capture(
         &self,
         model: &Inner<B, Self::Model>,
         examples: &[usize],
+        mode: AttentionMode,
         device: &B::Device,
     ) -> Result<Captured<B::InnerBackend>, RunError>;
 }

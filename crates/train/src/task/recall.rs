@@ -148,6 +148,7 @@ where
         &self,
         model: &Inner<B, M>,
         examples: &[usize],
+        mode: AttentionMode,
         device: &B::Device,
     ) -> Result<Captured<B::InnerBackend>, RunError> {
         let t = self.config.seq_len;
@@ -155,7 +156,7 @@ where
         let tokens = inputs[..t].iter().map(|id| id.to_string()).collect();
         let out = model.lm_forward(
             int_tensor::<B::InnerBackend>(inputs, [examples.len(), t], device),
-            AttentionMode::Configured,
+            mode,
             true,
         )?;
         Ok(Captured {
