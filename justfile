@@ -36,6 +36,7 @@ reproduce:
     ./target/release/hedgehog run experiments/sst2_minilm_softmax_cpu.yaml
     ./target/release/hedgehog run experiments/sst2_minilm_maps_cpu.yaml
     ./target/release/hedgehog run experiments/sst2_minilm_hedgehog_cpu.yaml
+    ./target/release/hedgehog run experiments/sst2_minilm_attention_cpu.yaml
     ./target/release/hedgehog run experiments/lm_scratch_cpu.yaml
     just tables plots
 

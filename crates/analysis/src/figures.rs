@@ -21,6 +21,9 @@ pub struct AnalysisSource {
     /// Appended to each map's label (to tell apart two stages of one run, e.g. " (distilled)").
     #[serde(default)]
     pub suffix: String,
+    /// Only the maps whose label starts with one of these (e.g. `[Hedgehog, T2R]`); empty = all.
+    #[serde(default)]
+    pub attention: Vec<String>,
 }
 
 /// One figure; `out` is the path stem (`.png` and `.svg` are written).
@@ -87,9 +90,10 @@ impl FigureList {
     }
 }
 
-/// The newest finished run of `spec` per attention label of its stage `stage`, in sweep order
-/// (oldest run first), with that stage's report.
-fn reports(
+/// The reports one source names: of the analyze stage `stage` of the finished runs of `spec`,
+/// per attention label the newest run's (in sweep order, oldest run first), filtered by
+/// `attention`, with `suffix` appended to every label but softmax's.
+pub fn source_reports(
     runs: &[RunRecord],
     source: &AnalysisSource,
 ) -> Result<Vec<AttentionReport>, AnalysisError> {
@@ -104,6 +108,11 @@ fn reports(
             if stage.kind == StageKind::Analyze
                 && stage.label == source.stage
                 && let Some(relative) = &stage.analysis
+                && (source.attention.is_empty()
+                    || source
+                        .attention
+                        .iter()
+                        .any(|prefix| stage.attention.starts_with(prefix.as_str())))
             {
                 let path = run.dir.join(relative);
                 match found
@@ -117,8 +126,13 @@ fn reports(
         }
     }
     if found.is_empty() {
+        let maps = if source.attention.is_empty() {
+            String::new()
+        } else {
+            format!(" for the maps {:?}", source.attention)
+        };
         return Err(AnalysisError::Data(format!(
-            "no finished run of `{}` has an analyze stage labelled `{}`; run `hedgehog run experiments/{}.yaml` first",
+            "no finished run of `{}` has an analyze stage labelled `{}`{maps}; run `hedgehog run experiments/{}.yaml` first",
             source.spec, source.stage, source.spec
         )));
     }
@@ -149,7 +163,7 @@ fn all_reports(
 ) -> Result<Vec<AttentionReport>, AnalysisError> {
     let mut out = Vec::new();
     for source in sources {
-        out.extend(reports(runs, source)?);
+        out.extend(source_reports(runs, source)?);
     }
     Ok(out)
 }
@@ -192,23 +206,12 @@ pub fn draw(figure: &Figure, runs: &[RunRecord]) -> Result<PlotFiles, AnalysisEr
             plots::kl_heatmaps(&reports, out)
         }
         Figure::AttentionMaps { out, sources } => {
-            let reports = all_reports(runs, sources)?;
-            let mut maps = Vec::new();
-            for report in &reports {
-                let Some(example) = &report.example else {
-                    continue;
-                };
-                if maps.is_empty() {
-                    let mut teacher = example.clone();
-                    teacher.student = None;
-                    maps.push(("softmax".to_string(), teacher));
-                }
-                if example.student.is_some() {
-                    let mut student = example.clone();
-                    student.teacher = student.student.take().expect("checked");
-                    maps.push((report.attention.clone(), student));
-                }
-            }
+            // Each example holds softmax (teacher) and the map (student) on the same tokens;
+            // the plot draws the first teacher, then every student.
+            let maps: Vec<_> = all_reports(runs, sources)?
+                .into_iter()
+                .filter_map(|r| r.example.map(|example| (r.attention, example)))
+                .collect();
             plots::attention_maps(&maps, out)
         }
         Figure::TrainingCurves {

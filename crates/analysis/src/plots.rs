@@ -520,12 +520,31 @@ struct Heatmaps {
 
 const COLOR_BAR_WIDTH: u32 = 130;
 
+/// Panels per row of a heatmap figure: more wrap onto further rows so a figure stays readable.
+const HEATMAP_COLUMNS: usize = 3;
+
+impl Heatmaps {
+    /// `(columns, rows)` of the panel grid.
+    fn grid(&self) -> (usize, usize) {
+        let n = self.panels.len().max(1);
+        // One row up to three panels, else a near-square grid (four panels: 2 × 2).
+        let columns = if n <= HEATMAP_COLUMNS {
+            n
+        } else {
+            (n as f64).sqrt().ceil() as usize
+        }
+        .min(HEATMAP_COLUMNS);
+        (columns, n.div_ceil(columns))
+    }
+}
+
 impl Figure for Heatmaps {
     fn size(&self) -> (u32, u32) {
-        let panels = self.panel_size.0 * self.panels.len() as u32 + COLOR_BAR_WIDTH;
+        let (columns, rows) = self.grid();
+        let panels = self.panel_size.0 * columns as u32 + COLOR_BAR_WIDTH;
         (
             panels.max(title_width(&self.title, 26.0)),
-            self.panel_size.1 + 50,
+            self.panel_size.1 * rows as u32 + 50,
         )
     }
 
@@ -533,11 +552,8 @@ impl Figure for Heatmaps {
         let body = root.titled(&self.title, font(26.0))?;
         let (w, _) = body.dim_in_pixel();
         let (panels, bar) = body.split_horizontally(w - COLOR_BAR_WIDTH);
-        for (m, area) in self
-            .panels
-            .iter()
-            .zip(panels.split_evenly((1, self.panels.len())))
-        {
+        let (columns, rows) = self.grid();
+        for (m, area) in self.panels.iter().zip(panels.split_evenly((rows, columns))) {
             draw_matrix(&area, m, self.scale)?;
         }
         draw_color_bar(&bar, self.scale, &self.scale_label)

@@ -430,7 +430,7 @@ fn build_table(spec: &TableSpec, runs: &[RunRecord]) -> PaperTable {
             *slot = c;
         }
     }
-    ours_only.sort();
+    // Rows the paper lacks keep the order of the runs (a sweep's order), not the alphabet's.
 
     let width = spec.columns.len();
     let paper_rows = spec.rows.iter().map(|r| (r.label.to_string(), r.values));
@@ -717,9 +717,104 @@ pub fn unknown_table_runs(runs: &[RunRecord]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Builds every table from `results_dir`, writes `<out_dir>/<id>.md` and `<out_dir>/<id>.csv`,
-/// and returns all of the markdown, followed by a line on any run that reports to an unknown
-/// table.
+/// The id (file stem) of the attention-measures table that [`write_tables`] writes beside the
+/// paper tables.
+pub const MEASURES_TABLE_ID: &str = "attention_measures";
+
+/// The means over layers and heads of every analyze stage of every finished run: softmax and
+/// map entropy (nats), KL(softmax ‖ map) and the map's Spearman ρ against q·k; as markdown and
+/// as CSV (through polars). ρ is taken within each row, where softmax's is 1 by construction
+/// and the raw kernel's equals the weights' (a row's normaliser does not change ranks), so
+/// those two are left out. The figures show the same reports per layer and head.
+pub fn measures_table(runs: &[RunRecord]) -> Result<(String, String), AnalysisError> {
+    const HEADERS: [&str; 7] = [
+        "run",
+        "stage",
+        "attention",
+        "softmax entropy",
+        "map entropy",
+        "KL(softmax ‖ map)",
+        "map ρ",
+    ];
+    let mut text: [Vec<String>; 3] = Default::default();
+    let mut values: [Vec<Option<f64>>; 4] = Default::default();
+    for run in runs.iter().filter(|r| r.summary.finished) {
+        for stage in &run.summary.stages {
+            let (StageKind::Analyze, Some(relative)) = (stage.kind, &stage.analysis) else {
+                continue;
+            };
+            let report = crate::AttentionReport::load(&run.dir.join(relative))?;
+            let s = report.summary();
+            for (column, v) in
+                text.iter_mut()
+                    .zip([run.name(), stage.label.clone(), report.attention.clone()])
+            {
+                column.push(v);
+            }
+            let numbers = [
+                s.teacher_entropy,
+                s.student_entropy,
+                s.kl,
+                s.student_spearman,
+            ];
+            for (column, v) in values.iter_mut().zip(numbers) {
+                column.push(v);
+            }
+        }
+    }
+    let rows = text[0].len();
+    let format =
+        |v: &Option<f64>| v.map_or_else(|| NOT_AVAILABLE.to_string(), |v| format!("{v:.3}"));
+    let mut md = String::from(
+        "### Attention measures of every analyze stage (`attention_measures`)\n\n\
+         Means over layers and heads; entropy and KL in nats; map ρ is Spearman's rank \
+         correlation of the map's weights with q·k within each row (softmax's is 1). Softmax is \
+         the teacher on the same queries and keys. Per layer and head: the run's \
+         `analysis/*.json` and `just plots`.\n\n",
+    );
+    md.push_str(&format!("| {} |\n", HEADERS.join(" | ")));
+    md.push_str(&format!("|---|---|---|{}\n", "---:|".repeat(values.len())));
+    for i in 0..rows {
+        let cells: Vec<String> = text
+            .iter()
+            .map(|c| c[i].clone())
+            .chain(values.iter().map(|c| format(&c[i])))
+            .collect();
+        md.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    if rows == 0 {
+        md.push_str("\nNo finished run has an analyze stage yet.\n");
+    }
+    let columns: Vec<Column> = HEADERS
+        .iter()
+        .zip(text.iter())
+        .map(|(name, c)| Column::new((*name).into(), c.clone()))
+        .chain(
+            HEADERS[3..]
+                .iter()
+                .zip(values.iter())
+                .map(|(name, c)| Column::new((*name).into(), c.clone())),
+        )
+        .collect();
+    let polars_error = |e: polars::error::PolarsError| AnalysisError::Table {
+        table: MEASURES_TABLE_ID.to_string(),
+        message: e.to_string(),
+    };
+    let mut frame = DataFrame::new(rows, columns).map_err(polars_error)?;
+    let mut buffer = Cursor::new(Vec::new());
+    CsvWriter::new(&mut buffer)
+        .finish(&mut frame)
+        .map_err(polars_error)?;
+    let csv = String::from_utf8(buffer.into_inner()).map_err(|e| AnalysisError::Table {
+        table: MEASURES_TABLE_ID.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok((md, csv))
+}
+
+/// Builds every table from `results_dir`, writes `<out_dir>/<id>.md` and `<out_dir>/<id>.csv`
+/// (the paper tables, then [`MEASURES_TABLE_ID`]), and returns all of the markdown, followed by
+/// a line on any run that reports to an unknown table.
 pub fn write_tables(results_dir: &Path, out_dir: &Path) -> Result<String, AnalysisError> {
     let runs = collect_runs(results_dir)?;
     std::fs::create_dir_all(out_dir).map_err(AnalysisError::io(out_dir))?;
@@ -732,6 +827,12 @@ pub fn write_tables(results_dir: &Path, out_dir: &Path) -> Result<String, Analys
         std::fs::write(&csv_path, table.to_csv()?).map_err(AnalysisError::io(&csv_path))?;
         all.push(md);
     }
+    let (md, csv) = measures_table(&runs)?;
+    for (ext, text) in [("md", &md), ("csv", &csv)] {
+        let path = out_dir.join(format!("{MEASURES_TABLE_ID}.{ext}"));
+        std::fs::write(&path, text).map_err(AnalysisError::io(&path))?;
+    }
+    all.push(md);
     let unknown = unknown_table_runs(&runs);
     if !unknown.is_empty() {
         let list: Vec<String> = unknown

@@ -342,3 +342,86 @@ fn metrics_csv_becomes_series_per_stage() {
         Err(AnalysisError::Io { .. })
     ));
 }
+
+/// A finished run of `spec` whose analyze stages (`stage`, report) are saved in its folder.
+fn write_analysis_run(results: &Path, spec: &str, run: &str, stages: &[(&str, &AttentionReport)]) {
+    let dir = results.join(spec).join(run);
+    std::fs::create_dir_all(dir.join("analysis")).unwrap();
+    let mut summaries = Vec::new();
+    for (i, (label, report)) in stages.iter().enumerate() {
+        let relative = format!("analysis/stage-{i}.json");
+        report.save(&dir.join(&relative)).unwrap();
+        summaries.push(serde_json::json!({
+            "label": label, "kind": "analyze", "attention": report.attention,
+            "analysis": relative
+        }));
+    }
+    let summary = serde_json::json!({"name": spec, "finished": true, "stages": summaries});
+    std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
+}
+
+#[test]
+fn figures_read_reports_from_run_folders() {
+    use hedgehog_analysis::collect_runs;
+    use hedgehog_analysis::figures::{AnalysisSource, FigureList, draw_all, source_reports};
+
+    let results = tempfile::tempdir().unwrap();
+    let r = results.path();
+    let (elu_old, elu_new) = (report("1+ELU", Map::Elu, 1), report("1+ELU", Map::Elu, 2));
+    let relu = report("ReLU", Map::Relu, 3);
+    write_analysis_run(r, "maps", "run-001", &[("swapped in", &elu_old)]);
+    write_analysis_run(r, "maps", "run-002", &[("swapped in", &relu)]);
+    // A rerun of the 1+ELU point: the newer report wins, in the place of the first.
+    write_analysis_run(r, "maps", "run-003", &[("swapped in", &elu_new)]);
+    let runs = collect_runs(r).unwrap();
+
+    let source = |attention: &[&str], suffix: &str| AnalysisSource {
+        spec: "maps".into(),
+        stage: "swapped in".into(),
+        suffix: suffix.into(),
+        attention: attention.iter().map(|a| a.to_string()).collect(),
+    };
+    let all = source_reports(&runs, &source(&[], " before")).unwrap();
+    let labels: Vec<&str> = all.iter().map(|r| r.attention.as_str()).collect();
+    assert_eq!(labels, ["1+ELU before", "ReLU before"]);
+    assert_eq!(
+        all[0].pooled, elu_new.pooled,
+        "the newest 1+ELU run is used"
+    );
+
+    let relu_only = source_reports(&runs, &source(&["ReLU"], "")).unwrap();
+    assert_eq!(relu_only.len(), 1);
+    assert_eq!(relu_only[0].attention, "ReLU");
+
+    let err = source_reports(&runs, &source(&["Hedgehog"], ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Hedgehog") && err.contains("hedgehog run experiments/maps.yaml"),
+        "{err}"
+    );
+
+    // The measures table has one row per analyze stage, with the report's means.
+    let (md, csv) = hedgehog_analysis::tables::measures_table(&runs).unwrap();
+    assert_eq!(md.lines().filter(|l| l.starts_with("| maps/")).count(), 3);
+    let relu_kl = format!("{:.3}", relu.summary().kl.unwrap());
+    let relu_row = md.lines().find(|l| l.contains("maps/run-002")).unwrap();
+    assert!(relu_row.contains(&relu_kl), "{relu_row} lacks KL {relu_kl}");
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(
+        csv.starts_with("run,stage,attention,softmax entropy"),
+        "{csv}"
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "figures:\n  - kind: kl_heatmaps\n    out: {0}/kl\n    sources:\n      - {{spec: maps, stage: swapped in, attention: [ReLU]}}\n  - kind: entropy\n    out: {0}/missing\n    sources:\n      - {{spec: not_run, stage: swapped in}}\n",
+        out.path().display()
+    );
+    let list_path = write(out.path(), "figures.yaml", &yaml);
+    let (written, skipped) = draw_all(&FigureList::load(&list_path).unwrap(), r).unwrap();
+    assert_eq!(written.len(), 1);
+    check(&written[0]);
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].1.contains("not_run"), "{:?}", skipped[0]);
+}
