@@ -33,6 +33,8 @@ reproduce:
     cargo build --release -p hedgehog-cli
     ./target/release/hedgehog run experiments/quickstart.yaml
     ./target/release/hedgehog run experiments/assoc_recall_cpu.yaml
+    ./target/release/hedgehog run experiments/assoc_recall_long_cpu.yaml
+    ./target/release/hedgehog run experiments/assoc_recall_state_cpu.yaml
     ./target/release/hedgehog run experiments/sst2_minilm_softmax_cpu.yaml
     ./target/release/hedgehog run experiments/sst2_minilm_maps_cpu.yaml
     ./target/release/hedgehog run experiments/sst2_minilm_hedgehog_cpu.yaml
