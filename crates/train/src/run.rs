@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -624,6 +624,19 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for KeepGrads<'_> {
     }
 }
 
+/// Sets which parameters are tracked by autodiff: those in `keep`, or all of them for `None`.
+struct RequireGrad<'a> {
+    keep: Option<&'a HashSet<ParamId>>,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for RequireGrad<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let tracked = self.keep.is_none_or(|keep| keep.contains(&id));
+        Param::from_mapped_value(id, tensor.set_require_grad(tracked), mapper)
+    }
+}
+
 /// The parameters a stage trains, when not all of them.
 fn trained_subset<B: AutodiffBackend, M: AttentionLayers<B>>(
     model: &M,
@@ -760,6 +773,12 @@ fn train_stage<B: AutodiffBackend, T: Task<B>>(
         ));
     }
     let keep = trained_subset::<B, _>(&model, distill, &stage.trainable);
+    if let Some(keep) = &keep {
+        // Frozen parameters stop being tracked for the stage: no autodiff graph is built for
+        // what only they compute (e.g. the whole softmax teacher when distilling), which burn
+        // would otherwise keep alive step after step, since that graph never reaches backward.
+        model = model.map(&mut RequireGrad { keep: Some(keep) });
+    }
     let attention = attention_label(&model_attention::<B, _>(&model));
     if distill && keep.as_ref().is_some_and(|k| k.is_empty()) {
         // A sweep over maps runs one recipe for all: a map without parameters has nothing to
@@ -949,6 +968,12 @@ fn train_stage<B: AutodiffBackend, T: Task<B>>(
         seconds: seconds_before + started.elapsed().as_secs_f64(),
         stopped_early,
         analysis: None,
+    };
+    // Every parameter is trainable again for the stages that follow.
+    let model = if keep.is_some() {
+        model.map(&mut RequireGrad { keep: None })
+    } else {
+        model
     };
     Ok((model, result))
 }
