@@ -28,7 +28,7 @@ tables:
 plots:
     cargo run --release -p hedgehog-cli -- plots experiments/figures/paper_figures.yaml --results results
 
-# The CPU-scale runs behind the README's tables and figures, then the tables and plots (needs `just fetch-data`).
+# The CPU-scale runs behind the README's tables and figures, then the tables and plots (needs `just fetch-data` and `just fetch-weights`).
 reproduce:
     cargo build --release -p hedgehog-cli
     ./target/release/hedgehog run experiments/quickstart.yaml
@@ -40,6 +40,7 @@ reproduce:
     ./target/release/hedgehog run experiments/sst2_minilm_hedgehog_cpu.yaml
     ./target/release/hedgehog run experiments/sst2_minilm_attention_cpu.yaml
     ./target/release/hedgehog run experiments/lm_scratch_cpu.yaml
+    ./target/release/hedgehog run experiments/smollm2_convert_cpu.yaml
     just tables plots
 
 # Format check, clippy (warnings are errors), the whole test suite, and every committed spec validated.
