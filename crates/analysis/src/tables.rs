@@ -687,23 +687,28 @@ impl PaperTable {
 
     /// The table as CSV text (through polars), with the same cells as the markdown.
     pub fn to_csv(&self) -> Result<String, AnalysisError> {
-        let mut frame = self.to_dataframe()?;
-        let mut buffer = Cursor::new(Vec::new());
-        CsvWriter::new(&mut buffer)
-            .finish(&mut frame)
-            .map_err(|e| self.polars_error(e))?;
-        String::from_utf8(buffer.into_inner()).map_err(|e| AnalysisError::Table {
-            table: self.id.clone(),
-            message: e.to_string(),
-        })
+        csv_text(&mut self.to_dataframe()?, &self.id)
     }
 
     fn polars_error(&self, e: polars::error::PolarsError) -> AnalysisError {
-        AnalysisError::Table {
-            table: self.id.clone(),
-            message: e.to_string(),
-        }
+        table_error(&self.id, e)
     }
+}
+
+fn table_error(table: &str, e: impl std::fmt::Display) -> AnalysisError {
+    AnalysisError::Table {
+        table: table.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// A frame as CSV text, through polars.
+fn csv_text(frame: &mut DataFrame, table: &str) -> Result<String, AnalysisError> {
+    let mut buffer = Cursor::new(Vec::new());
+    CsvWriter::new(&mut buffer)
+        .finish(frame)
+        .map_err(|e| table_error(table, e))?;
+    String::from_utf8(buffer.into_inner()).map_err(|e| table_error(table, e))
 }
 
 /// Runs whose `report_table` is not one of [`TABLE_IDS`] (a typo in a spec, or a table newer
@@ -796,20 +801,8 @@ pub fn measures_table(runs: &[RunRecord]) -> Result<(String, String), AnalysisEr
                 .map(|(name, c)| Column::new((*name).into(), c.clone())),
         )
         .collect();
-    let polars_error = |e: polars::error::PolarsError| AnalysisError::Table {
-        table: MEASURES_TABLE_ID.to_string(),
-        message: e.to_string(),
-    };
-    let mut frame = DataFrame::new(rows, columns).map_err(polars_error)?;
-    let mut buffer = Cursor::new(Vec::new());
-    CsvWriter::new(&mut buffer)
-        .finish(&mut frame)
-        .map_err(polars_error)?;
-    let csv = String::from_utf8(buffer.into_inner()).map_err(|e| AnalysisError::Table {
-        table: MEASURES_TABLE_ID.to_string(),
-        message: e.to_string(),
-    })?;
-    Ok((md, csv))
+    let mut frame = DataFrame::new(rows, columns).map_err(|e| table_error(MEASURES_TABLE_ID, e))?;
+    Ok((md, csv_text(&mut frame, MEASURES_TABLE_ID)?))
 }
 
 /// Builds every table from `results_dir`, writes `<out_dir>/<id>.md` and `<out_dir>/<id>.csv`
