@@ -773,12 +773,6 @@ fn train_stage<B: AutodiffBackend, T: Task<B>>(
         ));
     }
     let keep = trained_subset::<B, _>(&model, distill, &stage.trainable);
-    if let Some(keep) = &keep {
-        // Frozen parameters stop being tracked for the stage: no autodiff graph is built for
-        // what only they compute (e.g. the whole softmax teacher when distilling), which burn
-        // would otherwise keep alive step after step, since that graph never reaches backward.
-        model = model.map(&mut RequireGrad { keep: Some(keep) });
-    }
     let attention = attention_label(&model_attention::<B, _>(&model));
     if distill && keep.as_ref().is_some_and(|k| k.is_empty()) {
         // A sweep over maps runs one recipe for all: a map without parameters has nothing to
@@ -810,6 +804,13 @@ fn train_stage<B: AutodiffBackend, T: Task<B>>(
                 "feature-map"
             }
         )));
+    }
+    if let Some(keep) = &keep {
+        // Frozen parameters stop being tracked for the stage (restored at its end): no autodiff
+        // graph is built for what only they compute (e.g. the whole softmax teacher when
+        // distilling), which burn would otherwise keep alive step after step, since that graph
+        // never reaches backward. After the early returns above, so every path restores.
+        model = model.map(&mut RequireGrad { keep: Some(keep) });
     }
     let sampler = EpochSampler::new(
         ctx.info.train_examples,

@@ -462,3 +462,51 @@ fn teacher_forced_analysis_measures_every_map_on_the_softmax_models_queries_and_
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The tiny Llama with 1+ELU swapped in by a distill stage that has nothing to learn, then
+/// `STAGES`, then an evaluation.
+const NO_OP_DISTILL: &str = "name: no-op-distill
+model:
+  family: llama
+  preset: smollm2_135m
+  config: {vocab_size: 50257, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2,
+           num_attention_heads: 4, num_key_value_heads: 2}
+task: {kind: language_modeling, path: CORPUS, context: 16, eval_tokens: 64, cache: CACHE}
+stages:
+  - {kind: distill, attention: [{kind: linear, feature_map: {kind: elu}}], steps: 2, batch_size: 2}
+STAGES  - {kind: eval, label: evaluated}
+";
+
+#[test]
+fn a_stage_after_a_distillation_with_nothing_to_learn_trains_every_parameter() {
+    let _turn = exclusive();
+    let dir = temp("no-op-distill");
+    let perplexity = |stages: &str, name: &str| {
+        let text = NO_OP_DISTILL
+            .replace("STAGES", stages)
+            .replace(
+                "CORPUS",
+                &workspace()
+                    .join("data/samples/wikitext")
+                    .display()
+                    .to_string(),
+            )
+            .replace("CACHE", &dir.join("cache").display().to_string());
+        let spec = spec_from(&dir, &text, &[]);
+        let summary = run_cpu(&spec, &options(&dir.join(name), false), 1)
+            .unwrap()
+            .remove(0);
+        assert_eq!(summary.stages[0].steps, 0, "1+ELU has nothing to distil");
+        summary.stages.last().unwrap().metrics["perplexity"]
+    };
+    let untouched = perplexity("", "untouched");
+    let finetuned = perplexity(
+        "  - {kind: finetune, steps: 2, batch_size: 2, optimizer: {kind: adamw, lr: 1.0e-2}}\n",
+        "finetuned",
+    );
+    assert!(
+        finetuned != untouched,
+        "the finetune stage changed nothing: perplexity {finetuned} both ways"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
