@@ -400,20 +400,20 @@ stages:
     row: Hedgehog
 ";
 
+/// A language-modelling spec on the shipped WikiText sample, its token cache in `dir`.
+fn sample_corpus_spec(dir: &Path, template: &str) -> Spec {
+    let corpus = workspace().join("data/samples/wikitext");
+    let text = template
+        .replace("CORPUS", &corpus.display().to_string())
+        .replace("CACHE", &dir.join("cache").display().to_string());
+    spec_from(dir, &text, &[])
+}
+
 #[test]
 fn a_llama_decoder_converts_with_grouped_heads_and_lora() {
     let _turn = exclusive();
     let dir = temp("llama");
-    let text = LLAMA
-        .replace(
-            "CORPUS",
-            &workspace()
-                .join("data/samples/wikitext")
-                .display()
-                .to_string(),
-        )
-        .replace("CACHE", &dir.join("cache").display().to_string());
-    let spec = spec_from(&dir, &text, &[]);
+    let spec = sample_corpus_spec(&dir, LLAMA);
     let summary = run_cpu(&spec, &options(&dir.join("results"), false), 1)
         .unwrap()
         .remove(0);
@@ -482,17 +482,7 @@ fn a_stage_after_a_distillation_with_nothing_to_learn_trains_every_parameter() {
     let _turn = exclusive();
     let dir = temp("no-op-distill");
     let perplexity = |stages: &str, name: &str| {
-        let text = NO_OP_DISTILL
-            .replace("STAGES", stages)
-            .replace(
-                "CORPUS",
-                &workspace()
-                    .join("data/samples/wikitext")
-                    .display()
-                    .to_string(),
-            )
-            .replace("CACHE", &dir.join("cache").display().to_string());
-        let spec = spec_from(&dir, &text, &[]);
+        let spec = sample_corpus_spec(&dir, &NO_OP_DISTILL.replace("STAGES", stages));
         let summary = run_cpu(&spec, &options(&dir.join(name), false), 1)
             .unwrap()
             .remove(0);
