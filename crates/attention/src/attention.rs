@@ -162,12 +162,11 @@ impl<B: Backend> LinearAttention<B> {
         key_padding: Option<&Tensor<B, 2, Bool>>,
     ) -> Result<Tensor<B, 4>, AttentionError> {
         let (fq, fk) = self.features(q, k, 0)?;
-        let (y, _) = if causal {
-            linear::chunked(fq, fk, v, self.chunk_size, key_padding, None, self.eps)?
+        if causal {
+            linear::chunked_output(fq, fk, v, self.chunk_size, key_padding, self.eps)
         } else {
-            linear::parallel(fq, fk, v, key_padding, self.eps)?
-        };
-        Ok(y)
+            linear::parallel_output(fq, fk, v, key_padding, self.eps)
+        }
     }
 
     /// The quadratic form's weights `[B, H, T, T]` (distillation, analysis).

@@ -8,12 +8,16 @@
 //! - [`linear`]: linear attention as quadratic, parallel, chunked and recurrent forms.
 //! - [`attention`]: a layer-level attention (softmax or a linear map on q and k).
 //! - [`distill`]: Hedgehog's attention-distillation losses.
+//! - [`lm_head`]: a language model's head fused with its cross-entropy.
+//! - [`kernels`]: the fused CPU kernels behind the hot paths, with the composed code as default.
 
 pub mod attention;
 pub mod distill;
 mod error;
 pub mod feature_map;
+pub mod kernels;
 pub mod linear;
+pub mod lm_head;
 pub mod softmax;
 
 pub use attention::{AttentionConfig, LinearAttention};

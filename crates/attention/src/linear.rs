@@ -13,6 +13,7 @@ use burn::tensor::{Bool, Tensor, backend::Backend};
 
 use crate::AttentionError;
 use crate::error::{check_rank4, config_error};
+use crate::kernels::{self, LinearInputs};
 use crate::softmax::{causal_mask, check_padding_opt, keep_column};
 
 /// Default `ε` added to the normaliser `φ(q)·z`.
@@ -55,7 +56,7 @@ impl<B: Backend> LinearState<B> {
         }
     }
 
-    fn check(
+    pub(crate) fn check(
         &self,
         batch: usize,
         heads: usize,
@@ -198,7 +199,8 @@ pub fn quadratic<B: Backend>(
 
 /// Parallel non-causal form: `y = φ(Q)(φ(K)ᵀV) / (φ(Q)·Σ_j φ(k_j) + ε)`, `O(T F dv)`.
 ///
-/// Returns the output and the state `(S, z)` summed over all tokens.
+/// Returns the output and the state `(S, z)` summed over all tokens. Runs the backend's
+/// [`Kernels`](crate::kernels::Kernels) (fused on the CPU backend).
 pub fn parallel<B: Backend>(
     fq: Tensor<B, 4>,
     fk: Tensor<B, 4>,
@@ -206,22 +208,65 @@ pub fn parallel<B: Backend>(
     key_padding: Option<&Tensor<B, 2, Bool>>,
     eps: f64,
 ) -> Result<(Tensor<B, 4>, LinearState<B>), AttentionError> {
-    let [b, h, _, f, _] = check_inputs(&fq, &fk, &v, key_padding)?;
-    let (fk, keep) = apply_key_padding(fk, key_padding);
+    check_inputs(&fq, &fk, &v, key_padding)?;
+    let inputs = LinearInputs {
+        fq,
+        fk,
+        v,
+        key_padding: key_padding.cloned(),
+        eps,
+    };
+    let (y, state) = kernels::for_backend::<B>().parallel_linear(inputs, true);
+    Ok((y, state.expect("state requested")))
+}
+
+/// [`parallel`]'s output alone (the state is not formed).
+pub fn parallel_output<B: Backend>(
+    fq: Tensor<B, 4>,
+    fk: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    key_padding: Option<&Tensor<B, 2, Bool>>,
+    eps: f64,
+) -> Result<Tensor<B, 4>, AttentionError> {
+    check_inputs(&fq, &fk, &v, key_padding)?;
+    let inputs = LinearInputs {
+        fq,
+        fk,
+        v,
+        key_padding: key_padding.cloned(),
+        eps,
+    };
+    Ok(kernels::for_backend::<B>().parallel_linear(inputs, false).0)
+}
+
+/// The composed parallel form (the reference behind [`parallel`]); inputs already checked.
+pub(crate) fn composed_parallel<B: Backend>(
+    inputs: LinearInputs<B>,
+) -> (Tensor<B, 4>, LinearState<B>) {
+    let LinearInputs {
+        fq,
+        fk,
+        v,
+        key_padding,
+        eps,
+    } = inputs;
+    let [b, h, _, f] = fq.dims();
+    let (fk, keep) = apply_key_padding(fk, key_padding.as_ref());
     let state = LinearState::from_features(fk, v);
     let numerator = fq.clone().matmul(state.s.clone()); // [B, H, T, dv]
     let normaliser = (fq * state.z.clone().reshape([b, h, 1, f]))
         .sum_dim(3)
         .add_scalar(eps);
-    Ok((mask_output(numerator / normaliser, keep), state))
+    (mask_output(numerator / normaliser, keep), state)
 }
 
 /// Chunked causal form: within a chunk of `chunk_size` tokens the masked quadratic form, across
 /// chunks the carried state `(S, z)`. `O(T C F + T F dv)`; used for training and prefill.
 ///
-/// Chunks are batched: the state entering every chunk comes from an exclusive prefix sum of the
-/// per-chunk `φ(K_c)ᵀV_c`. `initial_state` continues a previous prefix (prefill after prefill);
-/// the returned state is the one after the last token, ready for [`recurrent_step`].
+/// `initial_state` continues a previous prefix (prefill after prefill); the returned state is
+/// the one after the last token, ready for [`recurrent_step`]. Runs the backend's
+/// [`Kernels`](crate::kernels::Kernels) (fused on the CPU backend; the composed form batches
+/// the chunks with an exclusive prefix sum of the per-chunk `φ(K_c)ᵀV_c`).
 pub fn chunked<B: Backend>(
     fq: Tensor<B, 4>,
     fk: Tensor<B, 4>,
@@ -231,22 +276,71 @@ pub fn chunked<B: Backend>(
     initial_state: Option<LinearState<B>>,
     eps: f64,
 ) -> Result<(Tensor<B, 4>, LinearState<B>), AttentionError> {
-    let [b, h, t, f, dv] = check_inputs(&fq, &fk, &v, key_padding)?;
+    let (y, state) = chunked_call(fq, fk, v, chunk_size, key_padding, initial_state, eps, true)?;
+    Ok((y, state.expect("state requested")))
+}
+
+/// [`chunked`]'s output alone (the final state is not formed): training.
+pub fn chunked_output<B: Backend>(
+    fq: Tensor<B, 4>,
+    fk: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    chunk_size: usize,
+    key_padding: Option<&Tensor<B, 2, Bool>>,
+    eps: f64,
+) -> Result<Tensor<B, 4>, AttentionError> {
+    Ok(chunked_call(fq, fk, v, chunk_size, key_padding, None, eps, false)?.0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn chunked_call<B: Backend>(
+    fq: Tensor<B, 4>,
+    fk: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    chunk_size: usize,
+    key_padding: Option<&Tensor<B, 2, Bool>>,
+    initial_state: Option<LinearState<B>>,
+    eps: f64,
+    with_state: bool,
+) -> Result<(Tensor<B, 4>, Option<LinearState<B>>), AttentionError> {
+    let [b, h, _, f, dv] = check_inputs(&fq, &fk, &v, key_padding)?;
     if chunk_size == 0 {
         return Err(config_error(
             "chunked linear attention",
             "chunk_size must be positive",
         ));
     }
-    let device = fq.device();
-    let mut state = match initial_state {
-        Some(state) => {
-            state.check(b, h, f, dv)?;
-            state
-        }
-        None => LinearState::zeros(b, h, f, dv, &device),
+    if let Some(state) = &initial_state {
+        state.check(b, h, f, dv)?;
+    }
+    let inputs = LinearInputs {
+        fq,
+        fk,
+        v,
+        key_padding: key_padding.cloned(),
+        eps,
     };
-    let (fk, keep) = apply_key_padding(fk, key_padding);
+    Ok(kernels::for_backend::<B>().causal_linear(inputs, initial_state, chunk_size, with_state))
+}
+
+/// The composed chunked form (the reference behind [`chunked`]); inputs already checked.
+pub(crate) fn composed_chunked<B: Backend>(
+    inputs: LinearInputs<B>,
+    chunk_size: usize,
+    initial_state: Option<LinearState<B>>,
+) -> (Tensor<B, 4>, LinearState<B>) {
+    let LinearInputs {
+        fq,
+        fk,
+        v,
+        key_padding,
+        eps,
+    } = inputs;
+    let [b, h, t, f] = fq.dims();
+    let dv = v.dims()[3];
+    let device = fq.device();
+    let mut state = initial_state.unwrap_or_else(|| LinearState::zeros(b, h, f, dv, &device));
+    let (fk, keep) = apply_key_padding(fk, key_padding.as_ref());
     let chunks_per_group = (CHUNK_STATE_BUDGET / (b * h * f * dv).max(1)).max(1);
     let group_len = chunks_per_group * chunk_size;
     let mut outputs = Vec::with_capacity(t.div_ceil(group_len));
@@ -270,7 +364,7 @@ pub fn chunked<B: Backend>(
     } else {
         Tensor::cat(outputs, 2)
     };
-    Ok((mask_output(y, keep), state))
+    (mask_output(y, keep), state)
 }
 
 /// One group of chunks, all in batched tensor ops, entering with `state`.
@@ -352,8 +446,19 @@ fn chunked_group<B: Backend>(
 
 /// One token of the recurrent form: `S += φ(k)vᵀ`, `z += φ(k)`, then
 /// `y = φ(q)ᵀS / (φ(q)·z + ε)`. Inputs `fq, fk: [B, H, F]`, `v: [B, H, dv]`; output `[B, H, dv]`.
-/// `O(F dv)` time and constant memory per token: generation.
+/// `O(F dv)` time and constant memory per token: generation. Fused on the CPU backend.
 pub fn recurrent_step<B: Backend>(
+    state: LinearState<B>,
+    fq: Tensor<B, 3>,
+    fk: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    eps: f64,
+) -> (Tensor<B, 3>, LinearState<B>) {
+    kernels::for_backend::<B>().recurrent_step(state, fq, fk, v, eps)
+}
+
+/// The composed recurrent step (the reference behind [`recurrent_step`]).
+pub(crate) fn composed_recurrent_step<B: Backend>(
     state: LinearState<B>,
     fq: Tensor<B, 3>,
     fk: Tensor<B, 3>,
@@ -399,7 +504,8 @@ pub fn recurrent<B: Backend>(
                 .slice([0..b, 0..h, i..i + 1])
                 .reshape([b, h, width])
         };
-        let (y, next) = recurrent_step(state, token(&fq, f), token(&fk, f), token(&v, dv), eps);
+        let (y, next) =
+            composed_recurrent_step(state, token(&fq, f), token(&fk, f), token(&v, dv), eps);
         outputs.push(y.reshape([b, h, 1, dv]));
         state = next;
     }

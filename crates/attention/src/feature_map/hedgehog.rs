@@ -78,21 +78,37 @@ impl<B: Backend> Hedgehog<B> {
 
     /// `exp` is applied as written (no max subtraction: a per-key scale would re-weight keys,
     /// and a per-query one shifts the effective `ε`); the softmax variants are the stable ones.
+    /// Runs the backend's [`Kernels`](crate::kernels::Kernels) (fused on the CPU backend).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let y = self.affine.forward(x); // [B, H, T, d']
-        match self.activation {
-            HedgehogActivation::Exp => Tensor::cat(vec![y.clone().exp(), y.neg().exp()], 3),
-            HedgehogActivation::SoftmaxSplit => Tensor::cat(
-                vec![
-                    activation::softmax(y.clone(), 3),
-                    activation::softmax(y.neg(), 3),
-                ],
-                3,
-            ),
-            HedgehogActivation::SoftmaxJoint => activation::softmax(
-                Tensor::cat(vec![y.clone().mul_scalar(2.0), y.mul_scalar(-2.0)], 3),
-                3,
-            ),
-        }
+        crate::kernels::for_backend::<B>().hedgehog(
+            x,
+            self.affine.weight.val(),
+            self.affine.bias.val(),
+            self.activation,
+        )
+    }
+}
+
+/// The composed Hedgehog map (the reference behind [`Hedgehog::forward`]).
+pub(crate) fn composed<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 3>,
+    bias: Tensor<B, 3>,
+    activation: HedgehogActivation,
+) -> Tensor<B, 4> {
+    let y = super::affine::apply(x, weight, bias); // [B, H, T, d']
+    match activation {
+        HedgehogActivation::Exp => Tensor::cat(vec![y.clone().exp(), y.neg().exp()], 3),
+        HedgehogActivation::SoftmaxSplit => Tensor::cat(
+            vec![
+                activation::softmax(y.clone(), 3),
+                activation::softmax(y.neg(), 3),
+            ],
+            3,
+        ),
+        HedgehogActivation::SoftmaxJoint => activation::softmax(
+            Tensor::cat(vec![y.clone().mul_scalar(2.0), y.mul_scalar(-2.0)], 3),
+            3,
+        ),
     }
 }

@@ -18,6 +18,7 @@ pub use affine::HeadAffine;
 pub use cosformer::CosFormer;
 pub use elu::EluPlusOne;
 pub use exp::ExpMap;
+pub(crate) use hedgehog::composed as composed_hedgehog;
 pub use hedgehog::{Hedgehog, HedgehogActivation};
 pub use performer::Performer;
 pub use relu::ReluMap;

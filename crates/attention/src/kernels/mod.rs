@@ -1,0 +1,200 @@
+//! Fused kernels for the hot paths, as a backend extension with the composed code as default.
+//!
+//! [`Kernels<B>`] lists the operations that dominate training and inference time: chunked
+//! causal and parallel linear attention, the Hedgehog feature map, softmax attention (output
+//! only, or the weights), the recurrent decoding step, and the LM head with its
+//! cross-entropy. Every method's default body is the composed burn code (the reference, which
+//! works on every backend, CUDA included); [`Composed`] is exactly that. The CPU backend
+//! `NdArray<f32>` and its `Autodiff` get [`Fused`] implementations: one pass over raw `f32`
+//! slices per op (rayon over batch × heads, `gemm` for the small products, a vectorised
+//! `exp`), and under `Autodiff` a hand-written backward registered with burn-autodiff's
+//! `Backward` trait (`prepare(..).compute_bound().stateful()`).
+//!
+//! [`for_backend`] picks the implementation by the backend's type at run time. Rust has no
+//! specialization, and the usual backend-extension pattern (a trait bound `B: Kernels` on
+//! every module) would have to be threaded through every model, task and training type and
+//! burn's `derive(Module)`, and would lock out any backend this crate does not list; the
+//! lookup keeps every generic signature as it is and costs one `TypeId` comparison a call.
+//! `HEDGEHOG_KERNELS=composed` turns the fused kernels off (benchmarks, debugging).
+
+mod autodiff;
+mod cpu;
+mod hedgehog;
+pub(crate) mod host;
+mod linear;
+mod lm_head;
+mod matmul;
+mod simd;
+mod softmax;
+
+use std::any::Any;
+use std::sync::OnceLock;
+
+use burn::tensor::{Bool, Tensor, backend::Backend};
+
+use crate::feature_map::HedgehogActivation;
+use crate::linear::LinearState;
+use host::Cpu;
+
+/// Inputs of a linear-attention call: `fq, fk: [B, H, T, F]`, `v: [B, H, T, dv]`, the padding
+/// mask `[B, T]` (true = padding), and `ε` of the normaliser. Shapes are checked by the callers
+/// in [`crate::linear`].
+#[derive(Clone, Debug)]
+pub struct LinearInputs<B: Backend> {
+    pub fq: Tensor<B, 4>,
+    pub fk: Tensor<B, 4>,
+    pub v: Tensor<B, 4>,
+    pub key_padding: Option<Tensor<B, 2, Bool>>,
+    pub eps: f64,
+}
+
+/// Inputs of a softmax-attention call: `q: [B, H, Tq, d]`, `k: [B, H, Tk, d]`,
+/// `v: [B, H, Tk, dv]` (unused by [`Kernels::softmax_weights`]), padding `[B, Tk]`.
+#[derive(Clone, Debug)]
+pub struct SoftmaxInputs<B: Backend> {
+    pub q: Tensor<B, 4>,
+    pub k: Tensor<B, 4>,
+    pub v: Tensor<B, 4>,
+    pub causal: bool,
+    pub key_padding: Option<Tensor<B, 2, Bool>>,
+}
+
+/// The hot operations of the workspace; the defaults are the composed reference code.
+pub trait Kernels<B: Backend>: Send + Sync {
+    /// Chunked causal linear attention (method.md §1): the output and, with `with_state`, the
+    /// state `(S, z)` after the last token.
+    fn causal_linear(
+        &self,
+        inputs: LinearInputs<B>,
+        initial_state: Option<LinearState<B>>,
+        chunk_size: usize,
+        with_state: bool,
+    ) -> (Tensor<B, 4>, Option<LinearState<B>>) {
+        let (y, state) = crate::linear::composed_chunked(inputs, chunk_size, initial_state);
+        (y, with_state.then_some(state))
+    }
+
+    /// Parallel non-causal linear attention; the state is the sum over all tokens.
+    fn parallel_linear(
+        &self,
+        inputs: LinearInputs<B>,
+        with_state: bool,
+    ) -> (Tensor<B, 4>, Option<LinearState<B>>) {
+        let (y, state) = crate::linear::composed_parallel(inputs);
+        (y, with_state.then_some(state))
+    }
+
+    /// One decoding step: `fq, fk: [B, H, F]`, `v: [B, H, dv]` → `[B, H, dv]` and the new state.
+    fn recurrent_step(
+        &self,
+        state: LinearState<B>,
+        fq: Tensor<B, 3>,
+        fk: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        eps: f64,
+    ) -> (Tensor<B, 3>, LinearState<B>) {
+        crate::linear::composed_recurrent_step(state, fq, fk, v, eps)
+    }
+
+    /// Hedgehog's `[σ(xW + b), σ(−(xW + b))]`: `x: [B, H, T, d]`, `weight: [H_w, d, d']`,
+    /// `bias: [H_w, 1, d']` → `[B, H, T, 2d']`.
+    fn hedgehog(
+        &self,
+        x: Tensor<B, 4>,
+        weight: Tensor<B, 3>,
+        bias: Tensor<B, 3>,
+        activation: HedgehogActivation,
+    ) -> Tensor<B, 4> {
+        crate::feature_map::composed_hedgehog(x, weight, bias, activation)
+    }
+
+    /// Softmax attention's output `[B, H, Tq, dv]`, with dropout of probability
+    /// `dropout` on the weights when the backend tracks gradients (training).
+    fn softmax_attention(&self, inputs: SoftmaxInputs<B>, dropout: f64) -> Tensor<B, 4> {
+        crate::softmax::composed_attention(inputs, dropout)
+    }
+
+    /// Softmax attention's weights `[B, H, Tq, Tk]`.
+    fn softmax_weights(&self, inputs: SoftmaxInputs<B>) -> Tensor<B, 4> {
+        crate::softmax::composed_weights(inputs)
+    }
+
+    /// Mean cross-entropy of the tied or untied LM head `logits = hidden · weightᵀ`
+    /// (`hidden: [N, d]`, `weight: [V, d]`) over the tokens whose target is `Some`.
+    fn lm_head_loss(
+        &self,
+        hidden: Tensor<B, 2>,
+        weight: Tensor<B, 2>,
+        targets: &[Option<usize>],
+    ) -> Tensor<B, 1> {
+        crate::lm_head::composed_loss(hidden, weight, targets)
+    }
+
+    /// Per-token negative log-likelihood of the LM head, `[N]` (0 where the target is `None`);
+    /// no gradient.
+    fn lm_head_nll(
+        &self,
+        hidden: Tensor<B, 2>,
+        weight: Tensor<B, 2>,
+        targets: &[Option<usize>],
+    ) -> Vec<f32> {
+        crate::lm_head::composed_nll(hidden, weight, targets)
+    }
+}
+
+/// The composed reference implementation, for every backend.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Composed;
+
+impl<B: Backend> Kernels<B> for Composed {}
+
+/// The fused CPU kernels, for `NdArray<f32>` and `Autodiff<NdArray<f32>>`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fused;
+
+static COMPOSED: Composed = Composed;
+static FUSED: Fused = Fused;
+
+fn fused_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        std::env::var("HEDGEHOG_KERNELS").map_or(true, |value| value.trim() != "composed")
+    })
+}
+
+/// `kernels` as the kernels of `B` when `C` is `B`.
+fn as_backend<B: Backend, C: Backend>(
+    kernels: &'static dyn Kernels<C>,
+) -> Option<&'static dyn Kernels<B>> {
+    (&kernels as &dyn Any)
+        .downcast_ref::<&'static dyn Kernels<B>>()
+        .copied()
+}
+
+/// The kernels for backend `B`: fused on the CPU backend (unless `HEDGEHOG_KERNELS=composed`),
+/// the composed reference everywhere else.
+pub fn for_backend<B: Backend>() -> &'static dyn Kernels<B> {
+    if fused_enabled() {
+        if let Some(kernels) = as_backend::<B, Cpu>(&FUSED) {
+            return kernels;
+        }
+        if let Some(kernels) = as_backend::<B, autodiff::CpuAutodiff>(&FUSED) {
+            return kernels;
+        }
+    }
+    &COMPOSED
+}
+
+/// Whether [`for_backend`] gives fused kernels for `B`.
+pub fn is_fused<B: Backend>() -> bool {
+    fused_enabled()
+        && (as_backend::<B, Cpu>(&FUSED).is_some()
+            || as_backend::<B, autodiff::CpuAutodiff>(&FUSED).is_some())
+}
+
+/// Test hooks: the fused kernels with a deliberately wrong causal mask, so the agreement
+/// tests can show they catch one.
+#[doc(hidden)]
+pub mod testing {
+    pub use super::autodiff::causal_linear_with_mask_offset;
+}

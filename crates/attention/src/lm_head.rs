@@ -1,0 +1,152 @@
+//! A language model's output head fused with its cross-entropy: `logits = h Wᵀ` (tied to the
+//! embedding in GPT-2 and SmolLM2, or a separate `lm_head`), and the mean negative
+//! log-likelihood `(1/n) Σ_i (logsumexp_j logits_ij − logits_{i,t_i})` over the `n` tokens with a
+//! target. On the CPU backend the `[N, V]` logits are never kept (see
+//! [`Kernels::lm_head_loss`](crate::kernels::Kernels::lm_head_loss)); this is where ~90% of a
+//! small model's training step went.
+
+use burn::tensor::{Int, Tensor, TensorData, activation, backend::Backend};
+
+use crate::AttentionError;
+use crate::error::config_error;
+use crate::kernels;
+
+fn check<B: Backend>(
+    hidden: &Tensor<B, 2>,
+    weight: &Tensor<B, 2>,
+    targets: &[Option<usize>],
+) -> Result<(), AttentionError> {
+    let [n, d] = hidden.dims();
+    let [vocab, wd] = weight.dims();
+    if wd != d {
+        return Err(AttentionError::Shape {
+            what: "LM head weight",
+            expected: format!("[V, {d}] (one row per token of the vocabulary)"),
+            got: vec![vocab, wd],
+        });
+    }
+    if targets.len() != n {
+        return Err(config_error(
+            "LM head",
+            format!("{} targets for {n} hidden states", targets.len()),
+        ));
+    }
+    if let Some(bad) = targets.iter().flatten().find(|&&t| t >= vocab) {
+        return Err(config_error(
+            "LM head",
+            format!("target token {bad} is outside the vocabulary of {vocab}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The mean cross-entropy `[1]` of `hidden: [N, d]` through the head `weight: [V, d]` against
+/// `targets` (`None` = not scored), with gradients to both. Errors when no token is scored.
+pub fn cross_entropy<B: Backend>(
+    hidden: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    targets: &[Option<usize>],
+) -> Result<Tensor<B, 1>, AttentionError> {
+    check(&hidden, &weight, targets)?;
+    if targets.iter().all(Option::is_none) {
+        return Err(config_error(
+            "LM head",
+            "no token has a target; a batch needs at least one scored position",
+        ));
+    }
+    Ok(kernels::for_backend::<B>().lm_head_loss(hidden, weight, targets))
+}
+
+/// The mean cross-entropy `[1]` of given `logits: [N, V]` (a head with a bias, say): the
+/// composed `log_softmax` and gather, on every backend.
+pub fn logits_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[Option<usize>],
+) -> Result<Tensor<B, 1>, AttentionError> {
+    let [n, vocab] = logits.dims();
+    if targets.len() != n {
+        return Err(config_error(
+            "LM head",
+            format!("{} targets for {n} rows of logits", targets.len()),
+        ));
+    }
+    if let Some(bad) = targets.iter().flatten().find(|&&t| t >= vocab) {
+        return Err(config_error(
+            "LM head",
+            format!("target token {bad} is outside the vocabulary of {vocab}"),
+        ));
+    }
+    let (nll, scored) = logits_nll(logits, targets);
+    if scored == 0 {
+        return Err(config_error(
+            "LM head",
+            "no token has a target; a batch needs at least one scored position",
+        ));
+    }
+    Ok(nll.sum().div_scalar(scored as f64))
+}
+
+/// Each token's negative log-likelihood `−log p(t_i)` in nats (0 where the target is `None`),
+/// without gradients: perplexity.
+pub fn nll<B: Backend>(
+    hidden: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    targets: &[Option<usize>],
+) -> Result<Vec<f32>, AttentionError> {
+    check(&hidden, &weight, targets)?;
+    Ok(kernels::for_backend::<B>().lm_head_nll(hidden.detach(), weight.detach(), targets))
+}
+
+/// `−log softmax(h Wᵀ)[t]` per token `[N]` (0 where unscored), and the scored count.
+fn composed_token_nll<B: Backend>(
+    hidden: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    targets: &[Option<usize>],
+) -> (Tensor<B, 1>, usize) {
+    logits_nll(hidden.matmul(weight.transpose()), targets) // [N, V] logits
+}
+
+fn logits_nll<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[Option<usize>],
+) -> (Tensor<B, 1>, usize) {
+    let n = targets.len();
+    let device = logits.device();
+    let indices: Vec<i64> = targets.iter().map(|t| t.unwrap_or(0) as i64).collect();
+    let keep: Vec<f32> = targets.iter().map(|t| f32::from(t.is_some())).collect();
+    let indices = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(indices, [n, 1]).convert::<B::IntElem>(),
+        &device,
+    );
+    let keep = Tensor::<B, 1>::from_data(
+        TensorData::new(keep, [n]).convert::<B::FloatElem>(),
+        &device,
+    );
+    let picked = activation::log_softmax(logits, 1)
+        .gather(1, indices)
+        .reshape([n]);
+    (picked.neg() * keep, targets.iter().flatten().count())
+}
+
+/// The composed loss (the reference behind [`cross_entropy`]): logits, log-softmax, gather.
+pub(crate) fn composed_loss<B: Backend>(
+    hidden: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    targets: &[Option<usize>],
+) -> Tensor<B, 1> {
+    let (nll, scored) = composed_token_nll(hidden, weight, targets);
+    nll.sum().div_scalar(scored.max(1) as f64)
+}
+
+pub(crate) fn composed_nll<B: Backend>(
+    hidden: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    targets: &[Option<usize>],
+) -> Vec<f32> {
+    composed_token_nll(hidden, weight, targets)
+        .0
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("f32 values")
+}
