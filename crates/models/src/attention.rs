@@ -240,7 +240,11 @@ impl<B: Backend> SelfAttention<B> {
         let (q, k, v) = self.project(x, 0);
         let use_softmax = self.linear.is_none() || mode == AttentionMode::Distill;
         let mut captured = None;
-        let y = if use_softmax {
+        let y = if use_softmax && !capture && mode == AttentionMode::Configured {
+            // The training and inference path: one fused pass on the CPU backend, no T × T
+            // weights; dropout on the weights as `self.dropout` would apply it.
+            softmax::output(q, k, v, self.causal, key_padding, self.dropout.prob)?
+        } else if use_softmax {
             let weights = softmax::weights(q.clone(), k.clone(), self.causal, key_padding)?;
             if capture || mode == AttentionMode::Distill {
                 let (student, kernel) = match &self.linear {
@@ -302,7 +306,7 @@ impl<B: Backend> SelfAttention<B> {
                     ),
                     _ => (k, v),
                 };
-                let (y, _) = softmax::attention(q, keys.clone(), values.clone(), true, None)?;
+                let y = softmax::output(q, keys.clone(), values.clone(), true, None, 0.0)?;
                 (y, LayerCache::Softmax { keys, values })
             }
             Some(linear) => {

@@ -263,7 +263,7 @@ pub fn run_point<B: AutodiffBackend>(
 }
 
 /// The per-layer attention stored in a model's config (`hedgehog_attention`).
-fn model_attention<B: Backend, M: Checkpoint<B>>(model: &M) -> Vec<AttentionConfig> {
+pub(crate) fn model_attention<B: Backend, M: Checkpoint<B>>(model: &M) -> Vec<AttentionConfig> {
     serde_json::to_value(model.checkpoint_config())
         .ok()
         .and_then(|config| config.get("hedgehog_attention").cloned())
@@ -294,7 +294,7 @@ fn row_label(stage: &StageSpec, attention: &str) -> Option<String> {
 }
 
 /// A deterministic seed for (run seed, stage, step, micro-batch).
-fn derived_seed(seed: u64, stage: usize, step: usize, micro: usize) -> u64 {
+pub(crate) fn derived_seed(seed: u64, stage: usize, step: usize, micro: usize) -> u64 {
     let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
     for v in [stage as u64, step as u64, micro as u64] {
         h = (h ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(17);
@@ -577,9 +577,30 @@ fn export_final(dir: &Path, pretrained: Option<&Path>) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The stage's AdamW, with its gradient clipping.
+pub(crate) fn adamw(stage: &StageSpec) -> AdamWConfig {
+    let OptimizerSpec::Adamw {
+        weight_decay,
+        beta1,
+        beta2,
+        ..
+    } = stage.optimizer;
+    let config = AdamWConfig::new()
+        .with_beta_1(beta1 as f32)
+        .with_beta_2(beta2 as f32)
+        .with_epsilon(1e-8)
+        .with_weight_decay(weight_decay as f32);
+    match stage.clip {
+        Some(clip) => config.with_grad_clipping(Some(
+            burn::grad_clipping::GradientClippingConfig::Norm(clip as f32),
+        )),
+        None => config,
+    }
+}
+
 /// Gives the model a new attention: its weights go through a checkpoint and come back with
 /// fresh feature maps (every other weight kept).
-fn convert<B, M>(
+pub(crate) fn convert<B, M>(
     model: M,
     attention: &[AttentionConfig],
     dir: &Path,
@@ -739,23 +760,8 @@ fn train_stage<B: AutodiffBackend, T: Task<B>>(
     let device = ctx.device();
     let s = progress.stage;
     let total = stage_steps(stage, ctx.info.train_examples);
-    let OptimizerSpec::Adamw {
-        lr,
-        weight_decay,
-        beta1,
-        beta2,
-    } = stage.optimizer;
-    let mut config = AdamWConfig::new()
-        .with_beta_1(beta1 as f32)
-        .with_beta_2(beta2 as f32)
-        .with_epsilon(1e-8)
-        .with_weight_decay(weight_decay as f32);
-    if let Some(clip) = stage.clip {
-        config = config.with_grad_clipping(Some(
-            burn::grad_clipping::GradientClippingConfig::Norm(clip as f32),
-        ));
-    }
-    let mut optimizer: Adam<B, T::Model> = config.init();
+    let lr = stage.optimizer.lr();
+    let mut optimizer: Adam<B, T::Model> = adamw(stage).init();
     if let Some(record) = optimizer_record {
         optimizer = optimizer.load_record(record);
     }

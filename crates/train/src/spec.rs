@@ -331,6 +331,15 @@ pub enum OptimizerSpec {
     },
 }
 
+impl OptimizerSpec {
+    /// The peak learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            Self::Adamw { lr, .. } => *lr,
+        }
+    }
+}
+
 impl Default for OptimizerSpec {
     fn default() -> Self {
         Self::Adamw {

@@ -11,7 +11,7 @@ use burn::nn::{
 };
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
-use hedgehog_attention::AttentionConfig;
+use hedgehog_attention::{AttentionConfig, lm_head};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::{
@@ -217,25 +217,24 @@ impl<B: Backend> Gpt2<B> {
             .forward(self.wte.forward(tokens) + self.wpe.forward(positions)))
     }
 
-    /// Tied LM head: `h · wteᵀ`.
-    fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [b, t, d] = hidden.dims();
+    /// Tied LM head on normalised hidden states: `h · wteᵀ`.
+    fn head(&self, normed: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, t, d] = normed.dims();
         let vocab = self.config.vocab_size;
-        self.ln_f
-            .forward(hidden)
+        normed
             .reshape([b * t, d])
             .matmul(self.wte.weight.val().transpose())
             .reshape([b, t, vocab])
     }
 
-    /// Logits `[B, T, V]` for `tokens: [B, T]`; `key_padding: [B, T]` (true = padding).
-    pub fn forward(
+    /// The hidden states after `ln_f`, `[B, T, d]`, and each layer's captured attention.
+    fn final_hidden(
         &self,
         tokens: Tensor<B, 2, Int>,
         key_padding: Option<&Tensor<B, 2, Bool>>,
         mode: AttentionMode,
         capture: bool,
-    ) -> Result<ModelOutput<B>, ModelError> {
+    ) -> Result<(Tensor<B, 3>, Vec<crate::AttentionCapture<B>>), ModelError> {
         let mut hidden = self.embed(tokens, 0)?;
         let mut attention = Vec::new();
         for block in &self.blocks {
@@ -249,10 +248,56 @@ impl<B: Backend> Gpt2<B> {
             hidden = hidden.clone() + block.mlp(hidden);
             attention.extend(captured);
         }
+        Ok((self.ln_f.forward(hidden), attention))
+    }
+
+    /// Logits `[B, T, V]` for `tokens: [B, T]`; `key_padding: [B, T]` (true = padding).
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+        mode: AttentionMode,
+        capture: bool,
+    ) -> Result<ModelOutput<B>, ModelError> {
+        let (hidden, attention) = self.final_hidden(tokens, key_padding, mode, capture)?;
         Ok(ModelOutput {
-            output: self.logits(hidden),
+            output: self.head(hidden),
             attention,
         })
+    }
+
+    /// Mean next-token cross-entropy over the positions whose target (row-major over
+    /// `[B, T]`) is `Some`, through the tied head without forming the `[B, T, V]` logits
+    /// (`hedgehog_attention::lm_head`).
+    pub fn lm_loss(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+        targets: &[Option<usize>],
+        mode: AttentionMode,
+    ) -> Result<Tensor<B, 1>, ModelError> {
+        let (hidden, _) = self.final_hidden(tokens, key_padding, mode, false)?;
+        let [b, t, d] = hidden.dims();
+        Ok(lm_head::cross_entropy(
+            hidden.reshape([b * t, d]),
+            self.wte.weight.val(),
+            targets,
+        )?)
+    }
+
+    /// Each position's negative log-likelihood of its target (0 where `None`), no gradient.
+    pub fn token_nll(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        targets: &[Option<usize>],
+    ) -> Result<Vec<f32>, ModelError> {
+        let (hidden, _) = self.final_hidden(tokens, None, AttentionMode::Configured, false)?;
+        let [b, t, d] = hidden.dims();
+        Ok(lm_head::nll(
+            hidden.reshape([b * t, d]),
+            self.wte.weight.val(),
+            targets,
+        )?)
     }
 
     /// Every parameter under its HF name; with `with_maps`, the feature maps too.
@@ -341,7 +386,7 @@ impl<B: Backend> CausalLm<B> for Gpt2<B> {
             hidden = hidden.clone() + block.mlp(hidden);
             next.push(cache);
         }
-        Ok((self.logits(hidden), next))
+        Ok((self.head(self.ln_f.forward(hidden)), next))
     }
 }
 

@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, activation};
-use hedgehog_attention::AttentionConfig;
+use hedgehog_attention::{AttentionConfig, lm_head};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::{AttentionMode, LayerCache, SelfAttention, SelfAttentionConfig, map_linear};
@@ -241,14 +241,14 @@ impl<B: Backend> Llama<B> {
         }
     }
 
-    /// Logits `[B, T, V]` for `tokens: [B, T]`; `key_padding: [B, T]` (true = padding).
-    pub fn forward(
+    /// The hidden states before the final norm, `[B, T, d]`, and the captured attention.
+    fn final_hidden(
         &self,
         tokens: Tensor<B, 2, Int>,
         key_padding: Option<&Tensor<B, 2, Bool>>,
         mode: AttentionMode,
         capture: bool,
-    ) -> Result<ModelOutput<B>, ModelError> {
+    ) -> Result<(Tensor<B, 3>, Vec<crate::AttentionCapture<B>>), ModelError> {
         check_tokens(&tokens, self.config.vocab_size)?;
         let mut hidden = self.embed_tokens.forward(tokens);
         let mut attention = Vec::new();
@@ -263,10 +263,70 @@ impl<B: Backend> Llama<B> {
             hidden = hidden.clone() + layer.mlp(hidden);
             attention.extend(captured);
         }
+        Ok((hidden, attention))
+    }
+
+    /// Logits `[B, T, V]` for `tokens: [B, T]`; `key_padding: [B, T]` (true = padding).
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+        mode: AttentionMode,
+        capture: bool,
+    ) -> Result<ModelOutput<B>, ModelError> {
+        let (hidden, attention) = self.final_hidden(tokens, key_padding, mode, capture)?;
         Ok(ModelOutput {
             output: self.logits(hidden),
             attention,
         })
+    }
+
+    /// The normalised hidden states `[B·T, d]` and the head's weight `[V, d]` (the tied
+    /// embedding, or the `lm_head` Linear's `[d, V]` transposed), when the head has no bias.
+    fn head_inputs(&self, hidden: Tensor<B, 3>) -> Option<(Tensor<B, 2>, Tensor<B, 2>)> {
+        let [b, t, d] = hidden.dims();
+        let normed = self.norm.forward(hidden).reshape([b * t, d]);
+        match &self.lm_head {
+            None => Some((normed, self.embed_tokens.weight.val())),
+            Some(head) if head.bias.is_none() => Some((normed, head.weight.val().transpose())),
+            Some(_) => None,
+        }
+    }
+
+    /// Mean next-token cross-entropy over the positions whose target (row-major over
+    /// `[B, T]`) is `Some`, without forming the `[B, T, V]` logits where the head allows it.
+    pub fn lm_loss(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+        targets: &[Option<usize>],
+        mode: AttentionMode,
+    ) -> Result<Tensor<B, 1>, ModelError> {
+        let (hidden, _) = self.final_hidden(tokens, key_padding, mode, false)?;
+        match self.head_inputs(hidden.clone()) {
+            Some((normed, weight)) => Ok(lm_head::cross_entropy(normed, weight, targets)?),
+            None => {
+                let logits = self.logits(hidden);
+                let [b, t, v] = logits.dims();
+                Ok(lm_head::logits_cross_entropy(
+                    logits.reshape([b * t, v]),
+                    targets,
+                )?)
+            }
+        }
+    }
+
+    /// Each position's negative log-likelihood of its target (0 where `None`), no gradient.
+    pub fn token_nll(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        targets: &[Option<usize>],
+    ) -> Result<Vec<f32>, ModelError> {
+        let (hidden, _) = self.final_hidden(tokens, None, AttentionMode::Configured, false)?;
+        let (normed, weight) = self
+            .head_inputs(hidden)
+            .ok_or_else(|| ModelError::Config("token_nll needs an LM head without bias".into()))?;
+        Ok(lm_head::nll(normed, weight, targets)?)
     }
 
     pub fn map_weights<V: WeightVisitor<B>>(

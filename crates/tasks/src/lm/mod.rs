@@ -6,7 +6,7 @@ mod perplexity;
 mod wikitext;
 
 pub use cache::{TokenFile, token_file};
-pub use perplexity::{PerplexityReport, perplexity};
+pub use perplexity::{PerplexityReport, perplexity, perplexity_from_nll};
 pub use wikitext::{CorpusSplit, Document, read_documents, split_path};
 
 /// Contiguous training blocks of `context + 1` tokens (inputs and shifted targets), non-overlapping.

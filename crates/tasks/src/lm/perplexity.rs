@@ -27,6 +27,40 @@ pub fn perplexity<B: Backend>(
     stride: usize,
     device: &B::Device,
     mut logits: impl FnMut(Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, ModelError>,
+    progress: impl FnMut(usize, usize),
+) -> Result<PerplexityReport, DataError> {
+    perplexity_from_nll::<B>(
+        tokens,
+        context,
+        stride,
+        device,
+        |window, targets| {
+            let log_probs = activation::log_softmax(logits(window)?, 2);
+            let [_, _, vocab] = log_probs.dims();
+            let values = log_probs
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32 logits");
+            Ok(targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| t.map_or(0.0, |t| -values[i * vocab + t]))
+                .collect())
+        },
+        progress,
+    )
+}
+
+/// [`perplexity`] from a model's per-position negative log-likelihood: `nll(window, targets)`
+/// maps `[1, t]` token ids and the target of each position (`None`: not scored here) to
+/// `−log p(target)` per position. The fused LM head answers this without forming logits.
+pub fn perplexity_from_nll<B: Backend>(
+    tokens: &[u32],
+    context: usize,
+    stride: usize,
+    device: &B::Device,
+    mut nll: impl FnMut(Tensor<B, 2, Int>, &[Option<usize>]) -> Result<Vec<f32>, ModelError>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<PerplexityReport, DataError> {
     if context < 2 || stride == 0 || stride >= context {
@@ -50,17 +84,17 @@ pub fn perplexity<B: Backend>(
             TensorData::new(window, [1, end - begin]).convert::<B::IntElem>(),
             device,
         );
-        let log_probs = activation::log_softmax(logits(input)?, 2);
-        let [_, _, vocab] = log_probs.dims();
-        let values = log_probs
-            .into_data()
-            .convert::<f64>()
-            .to_vec::<f64>()
-            .expect("f64 logits");
         // Token p is predicted at window position p − begin − 1 (begin < start since stride < context).
+        let mut targets = vec![None; end - begin];
         for p in start..end {
-            total -= values[(p - begin - 1) * vocab + tokens[p] as usize];
-            scored += 1;
+            targets[p - begin - 1] = Some(tokens[p] as usize);
+        }
+        let values = nll(input, &targets)?;
+        for (value, target) in values.iter().zip(&targets) {
+            if target.is_some() {
+                total += *value as f64;
+                scored += 1;
+            }
         }
         progress(end, n);
         if end == n {

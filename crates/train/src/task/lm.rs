@@ -5,9 +5,8 @@
 use std::marker::PhantomData;
 use std::path::PathBuf;
 
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor};
 use hedgehog_models::gpt2::Gpt2;
 use hedgehog_models::llama::Llama;
 use hedgehog_models::tokenizer::TextTokenizer;
@@ -23,33 +22,63 @@ pub trait LanguageModel<B: Backend> {
     /// Logits `[B, T, V]` (and captured attention when asked).
     fn lm_forward(
         &self,
-        tokens: Tensor<B, 2, burn::tensor::Int>,
+        tokens: Tensor<B, 2, Int>,
         mode: AttentionMode,
         capture: bool,
     ) -> Result<ModelOutput<B>, ModelError>;
+
+    /// Mean cross-entropy against `targets` (row-major over `[B, T]`), through the fused head
+    /// and loss (no `[B, T, V]` logits on the CPU backend).
+    fn lm_loss(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        targets: &[Option<usize>],
+        mode: AttentionMode,
+    ) -> Result<Tensor<B, 1>, ModelError>;
+
+    /// Per-position negative log-likelihood of `targets` (0 where `None`), no gradient.
+    fn token_nll(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        targets: &[Option<usize>],
+    ) -> Result<Vec<f32>, ModelError>;
 }
 
-impl<B: Backend> LanguageModel<B> for Gpt2<B> {
-    fn lm_forward(
-        &self,
-        tokens: Tensor<B, 2, burn::tensor::Int>,
-        mode: AttentionMode,
-        capture: bool,
-    ) -> Result<ModelOutput<B>, ModelError> {
-        self.forward(tokens, None, mode, capture)
-    }
+/// The three methods for a decoder with `forward`, `lm_loss` and `token_nll` of its own.
+macro_rules! language_model {
+    ($model:ident) => {
+        impl<B: Backend> LanguageModel<B> for $model<B> {
+            fn lm_forward(
+                &self,
+                tokens: Tensor<B, 2, Int>,
+                mode: AttentionMode,
+                capture: bool,
+            ) -> Result<ModelOutput<B>, ModelError> {
+                self.forward(tokens, None, mode, capture)
+            }
+
+            fn lm_loss(
+                &self,
+                tokens: Tensor<B, 2, Int>,
+                targets: &[Option<usize>],
+                mode: AttentionMode,
+            ) -> Result<Tensor<B, 1>, ModelError> {
+                $model::lm_loss(self, tokens, None, targets, mode)
+            }
+
+            fn token_nll(
+                &self,
+                tokens: Tensor<B, 2, Int>,
+                targets: &[Option<usize>],
+            ) -> Result<Vec<f32>, ModelError> {
+                $model::token_nll(self, tokens, targets)
+            }
+        }
+    };
 }
 
-impl<B: Backend> LanguageModel<B> for Llama<B> {
-    fn lm_forward(
-        &self,
-        tokens: Tensor<B, 2, burn::tensor::Int>,
-        mode: AttentionMode,
-        capture: bool,
-    ) -> Result<ModelOutput<B>, ModelError> {
-        self.forward(tokens, None, mode, capture)
-    }
-}
+language_model!(Gpt2);
+language_model!(Llama);
 
 /// A decoder family the causal tasks can build and train.
 pub trait Decoder<B: AutodiffBackend>:
@@ -331,27 +360,17 @@ where
             let out = model.lm_forward(inputs, AttentionMode::Distill, false)?;
             return distillation_loss(out.attention, None);
         }
-        let logits = model
-            .lm_forward(inputs, AttentionMode::Configured, false)?
-            .output;
-        let [b, t, v] = logits.dims();
-        let targets = int_tensor::<B>(targets, [b, t], device);
-        Ok(CrossEntropyLossConfig::new()
-            .init(device)
-            .forward(logits.reshape([b * t, v]), targets.reshape([b * t])))
+        let targets: Vec<Option<usize>> = targets.iter().map(|&t| Some(t as usize)).collect();
+        Ok(model.lm_loss(inputs, &targets, AttentionMode::Configured)?)
     }
 
     fn evaluate(&self, model: &Inner<B, M>, device: &B::Device) -> Result<Evaluation, RunError> {
-        let report = lm::perplexity::<B::InnerBackend>(
+        let report = lm::perplexity_from_nll::<B::InnerBackend>(
             self.valid_tokens(),
             self.context,
             self.stride,
             device,
-            |window| {
-                Ok(model
-                    .lm_forward(window, AttentionMode::Configured, false)?
-                    .output)
-            },
+            |window, targets| model.token_nll(window, targets),
             |_, _| {},
         )?;
         Ok(Evaluation {
