@@ -10,10 +10,14 @@
 //!   --repeats N        timed runs per case, the median is reported    default 3
 //!   --max-gib G        skip cases whose estimated memory exceeds G    default 6
 //!   --out FILE.csv     also write the rows as CSV
+//!   --serve            read cases from stdin, one `variant causal pass T repeats` a line,
+//!                      and answer each with one JSON line (`tools/bench_compare.py` drives
+//!                      this so that ours and PyTorch alternate case by case)
 //! ```
 //!
 //! Causal linear attention runs the chunked form (chunk 64), non-causal the parallel form;
-//! softmax materialises the `T × T` weights. Peak memory is the host allocator's high-water mark
+//! softmax runs `softmax::output` (on the CPU backend the fused kernel, which never forms the
+//! `T × T` weights). Peak memory is the host allocator's high-water mark
 //! during a case (CPU backends; on CUDA the device memory is not tracked and shows as `-`).
 //! Timings are wall-clock medians; compare ratios from one run, never across machines.
 
@@ -137,6 +141,7 @@ struct Options {
     repeats: usize,
     max_gib: f64,
     out: Option<String>,
+    serve: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -163,9 +168,14 @@ fn parse_options() -> Result<Options, String> {
         repeats: 3,
         max_gib: 6.0,
         out: None,
+        serve: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--serve" {
+            options.serve = true;
+            continue;
+        }
         if flag == "--list" {
             for v in variants(1) {
                 println!("{}", v.name);
@@ -261,6 +271,18 @@ struct Row {
     note: String,
 }
 
+/// Times of a case (ms, sorted) and its peak heap (MiB above what was live before it).
+struct Timing {
+    times: Vec<f64>,
+    peak_mib: f64,
+}
+
+impl Timing {
+    fn median(&self) -> f64 {
+        self.times[self.times.len() / 2]
+    }
+}
+
 fn run_case<B: AutodiffBackend>(
     variant: &Variant,
     causal: bool,
@@ -268,7 +290,7 @@ fn run_case<B: AutodiffBackend>(
     t: usize,
     repeats: usize,
     device: &B::Device,
-) -> (f64, f64) {
+) -> Timing {
     let linear = variant.map.clone().map(|map| {
         AttentionConfig::Linear {
             feature_map: map,
@@ -291,7 +313,7 @@ fn run_case<B: AutodiffBackend>(
                 let (q, k, v) = (q.clone().inner(), k.clone().inner(), v.clone().inner());
                 let y = match &linear {
                     Some(attention) => attention.valid().forward(q, k, v, causal, None).unwrap(),
-                    None => softmax::attention(q, k, v, causal, None).unwrap().0,
+                    None => softmax::output(q, k, v, causal, None, 0.0).unwrap(),
                 };
                 let _ = y.sum().into_scalar();
             }
@@ -303,7 +325,7 @@ fn run_case<B: AutodiffBackend>(
                 );
                 let y = match &linear {
                     Some(attention) => attention.forward(q.clone(), k, v, causal, None).unwrap(),
-                    None => softmax::attention(q.clone(), k, v, causal, None).unwrap().0,
+                    None => softmax::output(q.clone(), k, v, causal, None, 0.0).unwrap(),
                 };
                 let grads = y.sum().backward();
                 let _ = q.grad(&grads).map(|g| g.sum().into_scalar());
@@ -322,8 +344,59 @@ fn run_case<B: AutodiffBackend>(
         })
         .collect();
     times.sort_by(f64::total_cmp);
-    let peak = (PEAK.load(Ordering::Relaxed).saturating_sub(base)) as f64 / (1u64 << 20) as f64;
-    (times[times.len() / 2], peak)
+    let peak_mib = (PEAK.load(Ordering::Relaxed).saturating_sub(base)) as f64 / (1u64 << 20) as f64;
+    Timing { times, peak_mib }
+}
+
+/// `--serve`: one case per stdin line (`variant causal pass T repeats`), one JSON line back.
+fn serve<B: AutodiffBackend>(device: &B::Device) -> Result<(), String> {
+    use std::io::{BufRead, Write};
+    let all = variants(1 << 20);
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| format!("stdin: {e}"))?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let answer = match fields.as_slice() {
+            [] => continue,
+            [name, causal, pass, t, repeats] => {
+                let parsed = (|| -> Result<_, String> {
+                    let variant = all
+                        .iter()
+                        .find(|v| v.name == *name)
+                        .ok_or(format!("unknown variant `{name}`"))?;
+                    let causal: bool = causal.parse().map_err(|_| "causal: true or false")?;
+                    let pass = match *pass {
+                        "forward" => Pass::Forward,
+                        "forward_backward" => Pass::ForwardBackward,
+                        other => return Err(format!("unknown pass `{other}`")),
+                    };
+                    let t: usize = t.parse().map_err(|_| "T: a length")?;
+                    let repeats: usize = repeats.parse().map_err(|_| "repeats: a count")?;
+                    Ok((variant, causal, pass, t, repeats))
+                })();
+                match parsed {
+                    Ok((variant, causal, pass, t, repeats)) => {
+                        let timing = run_case::<B>(variant, causal, pass, t, repeats, device);
+                        let times: Vec<String> =
+                            timing.times.iter().map(|ms| format!("{ms:.3}")).collect();
+                        format!(
+                            "{{\"ms\": [{}], \"peak_mib\": {:.1}}}",
+                            times.join(", "),
+                            timing.peak_mib
+                        )
+                    }
+                    Err(message) => format!("{{\"error\": {message:?}}}"),
+                }
+            }
+            _ => {
+                format!("{{\"error\": \"expected `variant causal pass T repeats`, got {line:?}\"}}")
+            }
+        };
+        writeln!(stdout, "{answer}").map_err(|e| format!("stdout: {e}"))?;
+        stdout.flush().map_err(|e| format!("stdout: {e}"))?;
+    }
+    Ok(())
 }
 
 fn run_all<B: AutodiffBackend>(
@@ -362,10 +435,10 @@ fn run_all<B: AutodiffBackend>(
                             options.max_gib
                         );
                     } else {
-                        let (ms, peak) =
+                        let timing =
                             run_case::<B>(variant, causal, pass, t, options.repeats, device);
-                        row.ms = Some(ms);
-                        row.peak_mib = track_memory.then_some(peak);
+                        row.ms = Some(timing.median());
+                        row.peak_mib = track_memory.then_some(timing.peak_mib);
                     }
                     eprintln!(
                         "{:>18} causal={:<5} {:<16} T={:<6} {}",
@@ -506,6 +579,24 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if options.serve {
+        let served = match options.backend.as_str() {
+            "ndarray" => {
+                serve::<burn::backend::Autodiff<burn::backend::NdArray>>(&Default::default())
+            }
+            "flex" => serve::<burn::backend::Autodiff<burn::backend::Flex>>(&Default::default()),
+            #[cfg(feature = "cuda")]
+            "cuda" => serve::<burn::backend::Autodiff<burn::backend::Cuda>>(
+                &burn::backend::cuda::CudaDevice::new(0),
+            ),
+            other => Err(format!("unknown backend `{other}`")),
+        };
+        if let Err(message) = served {
+            eprintln!("error: {message}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let rows = match options.backend.as_str() {
         "ndarray" => run_all::<burn::backend::Autodiff<burn::backend::NdArray>>(
             &options,

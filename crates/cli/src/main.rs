@@ -62,6 +62,25 @@ enum Command {
         #[arg(long, default_value = "results")]
         results: PathBuf,
     },
+    /// Training throughput of a spec's train stage (no evaluation or checkpoints): one JSON
+    /// line with tokens/s, each step's ms and the peak resident memory.
+    /// `tools/bench_train_compare.py` runs it beside the same model in PyTorch.
+    BenchTrain {
+        /// A language-modelling spec, e.g. experiments/quickstart.yaml.
+        spec: PathBuf,
+        /// Override a value, as for `run` (e.g. `--set attention=[{kind: softmax}]`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Which stage's model, batch and optimiser (a train or finetune stage).
+        #[arg(long, default_value_t = 0)]
+        stage: usize,
+        /// Timed optimiser steps.
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Untimed steps first (allocations, caches).
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+    },
     /// The specs in experiments/ and their last results.
     List {
         /// Where the specs are.
@@ -192,6 +211,28 @@ fn run_cuda(
     ))
 }
 
+fn bench_train(
+    spec_path: &Path,
+    overrides: &[String],
+    stage: usize,
+    steps: usize,
+    warmup: usize,
+) -> Result<(), String> {
+    let spec = Spec::load(spec_path, overrides).map_err(|e| e.to_string())?;
+    if spec.device.names().iter().any(|d| d != "cpu") {
+        return Err("bench-train measures the CPU backend: set device=cpu".into());
+    }
+    let report = hedgehog_train::bench::bench_train::<
+        burn::backend::Autodiff<burn::backend::NdArray>,
+    >(&spec, stage, steps, warmup, &Default::default())
+    .map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
 fn list(dir: &Path, results: &Path) -> Result<(), String> {
     let mut specs: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -301,6 +342,13 @@ fn main() -> ExitCode {
             }
         }
         Command::List { dir, results } => list(&dir, &results),
+        Command::BenchTrain {
+            spec,
+            overrides,
+            stage,
+            steps,
+            warmup,
+        } => bench_train(&spec, &overrides, stage, steps, warmup),
         Command::Tables { results, out } => hedgehog_analysis::write_tables(&results, &out)
             .map(|markdown| {
                 println!("{markdown}");

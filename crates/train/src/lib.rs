@@ -4,6 +4,7 @@
 //! metrics, checkpoints and exact resume.
 
 mod analyze;
+pub mod bench;
 mod checkpoint;
 pub mod metrics;
 mod progress;

@@ -1,0 +1,149 @@
+//! Training throughput of a spec's train stage, for `hedgehog bench-train`: the stage's model,
+//! data order, optimiser (AdamW with the stage's clipping) and loss, stepped like
+//! [`crate::run`] steps them, timed without evaluation, checkpoints or run folders.
+//! `tools/bench_train_compare.py` sets it beside the same model trained by PyTorch.
+
+use std::time::Instant;
+
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use hedgehog_models::gpt2::Gpt2;
+use hedgehog_models::llama::Llama;
+use serde::Serialize;
+
+use crate::run::{RunError, adamw, convert, derived_seed};
+use crate::spec::{Family, Spec, StageKind, TaskSpec};
+use crate::task::lm::LmTask;
+use crate::task::{EpochSampler, Task};
+
+/// What a benchmark measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainBench {
+    pub model_parameters: usize,
+    pub batch_size: usize,
+    pub tokens_per_step: usize,
+    /// Each timed step's wall time, ms (warm-up steps excluded).
+    pub step_ms: Vec<f64>,
+    /// Tokens over the timed steps' total time.
+    pub tokens_per_second: f64,
+    /// The process's resident-set high-water mark over the timed steps, MiB (Linux; `None`
+    /// elsewhere).
+    pub peak_rss_mib: Option<f64>,
+    pub attention: String,
+}
+
+/// Times `steps` optimiser steps of stage `stage` (a `train` or `finetune` stage of a
+/// language-modelling spec) after `warmup` untimed ones.
+pub fn bench_train<B: AutodiffBackend>(
+    spec: &Spec,
+    stage: usize,
+    steps: usize,
+    warmup: usize,
+    device: &B::Device,
+) -> Result<TrainBench, RunError> {
+    match (&spec.task, spec.model.family) {
+        (TaskSpec::LanguageModeling { .. }, Family::Gpt2) => bench_task::<B, _>(
+            spec,
+            &LmTask::<Gpt2<B>>::new(spec)?,
+            stage,
+            steps,
+            warmup,
+            device,
+        ),
+        (TaskSpec::LanguageModeling { .. }, Family::Llama) => bench_task::<B, _>(
+            spec,
+            &LmTask::<Llama<B>>::new(spec)?,
+            stage,
+            steps,
+            warmup,
+            device,
+        ),
+        _ => Err(RunError::Config(
+            "bench-train measures language-modelling specs (GPT-2 or Llama)".into(),
+        )),
+    }
+}
+
+fn bench_task<B: AutodiffBackend, T: Task<B>>(
+    spec: &Spec,
+    task: &T,
+    stage_index: usize,
+    steps: usize,
+    warmup: usize,
+    device: &B::Device,
+) -> Result<TrainBench, RunError> {
+    let stage = spec.stages.get(stage_index).ok_or_else(|| {
+        RunError::Config(format!(
+            "the spec has {} stages; --stage {stage_index} does not exist",
+            spec.stages.len()
+        ))
+    })?;
+    if !matches!(stage.kind, StageKind::Train | StageKind::Finetune) {
+        return Err(RunError::Config(format!(
+            "stage {stage_index} is a {:?} stage; bench-train times train or finetune stages",
+            stage.kind
+        )));
+    }
+    if steps == 0 {
+        return Err(RunError::Config("--steps must be at least 1".into()));
+    }
+    let info = task.info();
+    B::seed(device, spec.seed);
+    let mut model = task.build_model(device)?;
+    if let Some(attention) = &stage.attention {
+        let dir = std::env::temp_dir().join(format!("hedgehog-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(crate::run::file_error(&dir))?;
+        model = convert::<B, T::Model>(model, attention, &dir, device)?;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let attention = crate::run::attention_label(&crate::run::model_attention::<B, _>(&model));
+    let model_parameters = burn::module::Module::num_params(&model);
+    let mut optimizer = adamw(stage).init::<B, T::Model>();
+    let sampler = EpochSampler::new(
+        info.train_examples,
+        derived_seed(spec.seed, 0, usize::MAX, 0),
+    );
+    let lr = stage.optimizer.lr();
+    let mut step_ms = Vec::with_capacity(steps);
+    let peak_reset = reset_peak_rss();
+    let mut timed_start = Instant::now();
+    for step in 0..warmup + steps {
+        if step == warmup {
+            timed_start = Instant::now();
+        }
+        let started = Instant::now();
+        let examples = sampler.take(step * stage.batch_size, stage.batch_size);
+        let seed = derived_seed(spec.seed, stage_index, step, 0);
+        B::seed(device, seed);
+        let loss = task.loss(&model, &examples, false, seed, device)?;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(lr, model, grads);
+        if step >= warmup {
+            step_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let elapsed = timed_start.elapsed().as_secs_f64();
+    let tokens_per_step = stage.batch_size * info.tokens_per_example;
+    Ok(TrainBench {
+        model_parameters,
+        batch_size: stage.batch_size,
+        tokens_per_step,
+        tokens_per_second: (steps * tokens_per_step) as f64 / elapsed.max(1e-9),
+        step_ms,
+        peak_rss_mib: peak_reset.then(|| status_mib("VmHWM")).flatten(),
+        attention,
+    })
+}
+
+/// Resets the kernel's resident-set high-water mark of this process (Linux, `clear_refs` 5).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// A `kB` field of `/proc/self/status`, in MiB.
+fn status_mib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
