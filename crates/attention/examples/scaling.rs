@@ -21,7 +21,7 @@
 //! during a case (CPU backends; on CUDA the device memory is not tracked and shows as `-`).
 //! Timings are wall-clock medians; compare ratios from one run, never across machines.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -30,15 +30,19 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
 use hedgehog_attention::{AttentionConfig, FeatureMapConfig, HedgehogActivation, softmax};
 
-/// Counts live heap bytes and their high-water mark, for the peak-memory column.
+/// Counts live heap bytes and their high-water mark, for the peak-memory column, over mimalloc
+/// (the `hedgehog` binary's allocator: it reuses freed memory instead of returning each large
+/// buffer to the kernel and faulting it back in).
 struct TrackingAllocator;
+
+static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for TrackingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
+        let ptr = unsafe { INNER.alloc(layout) };
         if !ptr.is_null() {
             let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             PEAK.fetch_max(live, Ordering::Relaxed);
@@ -47,7 +51,7 @@ unsafe impl GlobalAlloc for TrackingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
+        unsafe { INNER.dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 }

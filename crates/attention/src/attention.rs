@@ -161,7 +161,10 @@ impl<B: Backend> LinearAttention<B> {
         causal: bool,
         key_padding: Option<&Tensor<B, 2, Bool>>,
     ) -> Result<Tensor<B, 4>, AttentionError> {
-        let (fq, fk) = self.features(q, k, 0)?;
+        self.query_map.check_input(q.dims(), 0)?;
+        self.key_map().check_input(k.dims(), 0)?;
+        let fq = self.query_map.forward_for_output(q, Role::Query, 0);
+        let fk = self.key_map().forward_for_output(k, Role::Key, 0);
         if causal {
             linear::chunked_output(fq, fk, v, self.chunk_size, key_padding, self.eps)
         } else {

@@ -598,3 +598,81 @@ fn recurrent_steps_match_the_reference() {
         "recurrent steps",
     );
 }
+
+fn taylor_case<B: AutodiffBackend>(
+    kernels: &dyn Kernels<B>,
+    t: usize,
+    compressed: bool,
+) -> Results {
+    let x = leaf::<B, 4>([2, HEADS, t, 6], 1.0, 100);
+    let phi = kernels.taylor(x.clone(), compressed);
+    let grads = probe(phi.clone(), 101).backward();
+    vec![("phi", values(&phi)), ("dx", grad(&x, &grads))]
+}
+
+#[test]
+fn taylor_features_and_gradients_match_the_reference() {
+    for compressed in [false, true] {
+        for t in [1, 63, 100, 257] {
+            let reference = taylor_case::<AdF32>(&Composed, t, compressed);
+            let fused = taylor_case::<AdF32>(kernels::for_backend::<AdF32>(), t, compressed);
+            assert_agree(
+                &fused,
+                &reference,
+                &format!("Taylor-2 compressed={compressed} T={t}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn taylor_attention_through_the_compressed_basis_equals_the_written_features() {
+    use hedgehog_attention::{AttentionConfig, FeatureMapConfig};
+    let (b, h, t, d) = (2, HEADS, 100, 8);
+    let attention = AttentionConfig::linear(FeatureMapConfig::Taylor { compressed: false })
+        .init_linear::<AdF32>(d, h, &Default::default())
+        .unwrap()
+        .unwrap();
+    for causal in [true, false] {
+        let q = leaf::<AdF32, 4>([b, h, t, d], 0.7, 110);
+        let k = leaf::<AdF32, 4>([b, h, t, d], 0.7, 111);
+        let v = leaf::<AdF32, 4>([b, h, t, 5], 1.0, 112);
+        let padding = padding::<AdF32>(t, 10);
+        let run = |through_forward: bool| -> Results {
+            let y = if through_forward {
+                attention
+                    .forward(q.clone(), k.clone(), v.clone(), causal, Some(&padding))
+                    .unwrap()
+            } else {
+                let (fq, fk) = attention.features(q.clone(), k.clone(), 0).unwrap();
+                assert_eq!(fq.dims()[3], 1 + d + d * d, "the written features");
+                let inputs = LinearInputs {
+                    fq,
+                    fk,
+                    v: v.clone(),
+                    key_padding: Some(padding.clone()),
+                    eps: attention.eps,
+                };
+                if causal {
+                    Composed
+                        .causal_linear(inputs, None, attention.chunk_size, false)
+                        .0
+                } else {
+                    Composed.parallel_linear(inputs, false).0
+                }
+            };
+            let grads = probe(y.clone(), 113).backward();
+            vec![
+                ("y", values(&y)),
+                ("dq", grad(&q, &grads)),
+                ("dk", grad(&k, &grads)),
+                ("dv", grad(&v, &grads)),
+            ]
+        };
+        assert_agree(
+            &run(true),
+            &run(false),
+            &format!("Taylor-2 causal={causal}"),
+        );
+    }
+}

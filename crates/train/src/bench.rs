@@ -11,7 +11,8 @@ use hedgehog_models::gpt2::Gpt2;
 use hedgehog_models::llama::Llama;
 use serde::Serialize;
 
-use crate::run::{RunError, adamw, convert, derived_seed};
+use crate::optim::FusedAdamW;
+use crate::run::{RunError, convert, derived_seed};
 use crate::spec::{Family, Spec, StageKind, TaskSpec};
 use crate::task::lm::LmTask;
 use crate::task::{EpochSampler, Task};
@@ -98,7 +99,7 @@ fn bench_task<B: AutodiffBackend, T: Task<B>>(
     }
     let attention = crate::run::attention_label(&crate::run::model_attention::<B, _>(&model));
     let model_parameters = burn::module::Module::num_params(&model);
-    let mut optimizer = adamw(stage).init::<B, T::Model>();
+    let mut optimizer = FusedAdamW::of_stage(stage).init::<B, T::Model>();
     let sampler = EpochSampler::new(
         info.train_examples,
         derived_seed(spec.seed, 0, usize::MAX, 0),

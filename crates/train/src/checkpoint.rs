@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::run::{RunError, StageResult, file_error};
 
-/// The optimiser of every stage: AdamW through burn's adaptor.
-pub type Adam<B, M> = OptimizerAdaptor<burn::optim::AdamW, M, B>;
+/// The optimiser of every stage: AdamW ([`crate::optim::FusedAdamW`]) through burn's adaptor.
+pub type Adam<B, M> = OptimizerAdaptor<crate::optim::FusedAdamW, M, B>;
 pub type AdamRecord<B, M> = <Adam<B, M> as Optimizer<M, B>>::Record;
 
 /// Early stopping's memory: the best validation headline and evaluations since it.

@@ -7,6 +7,7 @@ mod analyze;
 pub mod bench;
 mod checkpoint;
 pub mod metrics;
+pub mod optim;
 mod progress;
 pub mod run;
 pub mod spec;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use hedgehog_attention::AttentionConfig;
@@ -26,10 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::analyze;
 use crate::checkpoint::{self, Adam, AdamRecord, EarlyState, Progress, param_order};
 use crate::metrics::{MetricsLog, MetricsRow};
+use crate::optim::FusedAdamW;
 use crate::progress::Reporter;
-use crate::spec::{
-    Family, OptimizerSpec, Spec, StageKind, StageSpec, SweepPoint, TableId, TaskSpec, Trainable,
-};
+use crate::spec::{Family, Spec, StageKind, StageSpec, SweepPoint, TableId, TaskSpec, Trainable};
 use crate::task::glue::GlueTask;
 use crate::task::images::ImageTask;
 use crate::task::lm::LmTask;
@@ -577,27 +576,6 @@ fn export_final(dir: &Path, pretrained: Option<&Path>) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The stage's AdamW, with its gradient clipping.
-pub(crate) fn adamw(stage: &StageSpec) -> AdamWConfig {
-    let OptimizerSpec::Adamw {
-        weight_decay,
-        beta1,
-        beta2,
-        ..
-    } = stage.optimizer;
-    let config = AdamWConfig::new()
-        .with_beta_1(beta1 as f32)
-        .with_beta_2(beta2 as f32)
-        .with_epsilon(1e-8)
-        .with_weight_decay(weight_decay as f32);
-    match stage.clip {
-        Some(clip) => config.with_grad_clipping(Some(
-            burn::grad_clipping::GradientClippingConfig::Norm(clip as f32),
-        )),
-        None => config,
-    }
-}
-
 /// Gives the model a new attention: its weights go through a checkpoint and come back with
 /// fresh feature maps (every other weight kept).
 pub(crate) fn convert<B, M>(
@@ -761,7 +739,7 @@ fn train_stage<B: AutodiffBackend, T: Task<B>>(
     let s = progress.stage;
     let total = stage_steps(stage, ctx.info.train_examples);
     let lr = stage.optimizer.lr();
-    let mut optimizer: Adam<B, T::Model> = adamw(stage).init();
+    let mut optimizer: Adam<B, T::Model> = FusedAdamW::of_stage(stage).init();
     if let Some(record) = optimizer_record {
         optimizer = optimizer.load_record(record);
     }

@@ -24,6 +24,7 @@ pub use performer::Performer;
 pub use relu::ReluMap;
 pub use t2r::T2r;
 pub use taylor::Taylor;
+pub(crate) use taylor::{composed as composed_taylor, feature_dim as taylor_feature_dim};
 
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
@@ -246,6 +247,22 @@ impl<B: Backend> FeatureMap<B> {
             Self::Taylor(m) => m.forward(x),
             Self::Hedgehog(m) => m.forward(x),
             Self::T2r(m) => m.forward(x),
+        }
+    }
+
+    /// Features for the attention output alone, in the narrowest basis with the same kernel
+    /// `φ(q)·φ(k)`: Taylor-2's `x⊗x` block is symmetric, so its `1 + d + d(d+1)/2` compressed
+    /// features give the same attention as the `1 + d + d²` written ones at half the cost.
+    /// Not for states or weights a caller keeps (their width is [`FeatureMap::feature_dim`]).
+    pub fn forward_for_output(
+        &self,
+        x: Tensor<B, 4>,
+        role: Role,
+        start_position: usize,
+    ) -> Tensor<B, 4> {
+        match self {
+            Self::Taylor(m) => m.forward_compressed(x),
+            _ => self.forward(x, role, start_position),
         }
     }
 

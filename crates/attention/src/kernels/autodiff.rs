@@ -14,7 +14,9 @@ use burn_ndarray::NdArrayTensor;
 
 use super::cpu::{HedgehogCall, LinearCall, SoftmaxCall, keep_flags, lm_head_dims, mean_nll};
 use super::host::{self, Cpu};
-use super::{Fused, Kernels, LinearInputs, SoftmaxInputs, hedgehog, linear, lm_head, softmax};
+use super::{
+    Fused, Kernels, LinearInputs, SoftmaxInputs, hedgehog, linear, lm_head, softmax, taylor,
+};
 use crate::feature_map::HedgehogActivation;
 use crate::linear::LinearState;
 
@@ -76,6 +78,8 @@ struct CausalLinearState {
     call: LinearCall,
     y: NdArrayTensor,
     den: Arc<Vec<f32>>,
+    intra: Arc<Vec<f32>>,
+    states: Arc<Vec<f32>>,
     chunk: usize,
     mask_offset: usize,
 }
@@ -88,12 +92,18 @@ impl Backward<Cpu, 5> for CausalLinearOp {
         let state = ops.state;
         let gy = grads.consume::<Cpu>(&ops.node);
         let call = &state.call;
+        let y = host::values(&state.y);
+        let saved = linear::CausalSaved {
+            y: &y,
+            den: &state.den,
+            intra: &state.intra,
+            states: &state.states,
+        };
         let g = call.with(|slices| {
             linear::causal_backward(
                 call.dims,
                 slices,
-                &host::values(&state.y),
-                &state.den,
+                saved,
                 &host::values(&gy),
                 state.chunk,
                 state.mask_offset,
@@ -132,12 +142,15 @@ fn causal_linear(
         inputs.eps,
     );
     run(CausalLinearOp, [&fq, &fk, &v, &s0, &z0], |tracked| {
-        let out = call.with(|slices| linear::causal_forward(call.dims, slices, chunk, mask_offset));
+        let out = call
+            .with(|slices| linear::causal_forward(call.dims, slices, chunk, mask_offset, tracked));
         let y = host::primitive(out.y, &call.output_shape());
         let state = tracked.then(|| CausalLinearState {
             call: call.clone(),
             y: y.clone(),
             den: Arc::new(out.den),
+            intra: Arc::new(out.intra),
+            states: Arc::new(out.states),
             chunk,
             mask_offset,
         });
@@ -267,6 +280,34 @@ impl Backward<Cpu, 3> for HedgehogOp {
         register(grads, x, g.x, &[d.batch, d.heads, d.len, d.head_dim]);
         register(grads, w, g.weight, &[d.weight_heads, d.head_dim, d.out_dim]);
         register(grads, b, g.bias, &[d.weight_heads, 1, d.out_dim]);
+    }
+}
+
+#[derive(Debug)]
+struct TaylorOp;
+
+#[derive(Clone, Debug)]
+struct TaylorState {
+    x: NdArrayTensor,
+    compressed: bool,
+}
+
+impl Backward<Cpu, 1> for TaylorOp {
+    type State = TaylorState;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x] = parent_ids(&ops);
+        let state = ops.state;
+        let grad = grads.consume::<Cpu>(&ops.node);
+        let shape = host::dims(&state.x);
+        let d = shape[3];
+        let gx = taylor::backward(
+            &host::values(&state.x),
+            &host::values(&grad),
+            d,
+            state.compressed,
+        );
+        register(grads, x, gx, &shape);
     }
 }
 
@@ -412,6 +453,23 @@ impl Kernels<CpuAutodiff> for Fused {
             let state = tracked.then(|| HedgehogState {
                 call: call.clone(),
                 phi: phi.clone(),
+            });
+            (phi, state)
+        })
+    }
+
+    fn taylor(&self, x: Tensor<CpuAutodiff, 4>, compressed: bool) -> Tensor<CpuAutodiff, 4> {
+        let x = inner(x);
+        let shape = host::dims(&x.primitive);
+        let d = shape[3];
+        let f = taylor::feature_dim(d, compressed);
+        let primitive = x.primitive.clone();
+        run(TaylorOp, [&x], |tracked| {
+            let phi = taylor::forward(&host::values(&primitive), d, compressed);
+            let phi = host::primitive(phi, &[shape[0], shape[1], shape[2], f]);
+            let state = tracked.then(|| TaylorState {
+                x: primitive.clone(),
+                compressed,
             });
             (phi, state)
         })

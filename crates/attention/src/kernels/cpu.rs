@@ -9,7 +9,9 @@ use burn::tensor::{Bool, Tensor, backend::Backend};
 use burn_ndarray::NdArrayTensor;
 
 use super::host::{self, Cpu};
-use super::{Fused, Kernels, LinearInputs, SoftmaxInputs, hedgehog, linear, lm_head, softmax};
+use super::{
+    Fused, Kernels, LinearInputs, SoftmaxInputs, hedgehog, linear, lm_head, softmax, taylor,
+};
 use crate::feature_map::HedgehogActivation;
 use crate::linear::LinearState;
 
@@ -243,7 +245,8 @@ impl Kernels<Cpu> for Fused {
             keep,
             inputs.eps,
         );
-        let out = call.with(|slices| linear::causal_forward(call.dims, slices, chunk_size, 0));
+        let out =
+            call.with(|slices| linear::causal_forward(call.dims, slices, chunk_size, 0, false));
         linear_results(&call, out, with_state)
     }
 
@@ -311,6 +314,13 @@ impl Kernels<Cpu> for Fused {
             activation,
         );
         host::tensor(host::primitive(call.forward(), &call.output_shape()))
+    }
+
+    fn taylor(&self, x: Tensor<Cpu, 4>, compressed: bool) -> Tensor<Cpu, 4> {
+        let [b, h, t, d] = x.dims();
+        let phi = taylor::forward(&host::values(&host::float(x)), d, compressed);
+        let f = taylor::feature_dim(d, compressed);
+        host::tensor(host::primitive(phi, &[b, h, t, f]))
     }
 
     fn softmax_attention(&self, inputs: SoftmaxInputs<Cpu>, _dropout: f64) -> Tensor<Cpu, 4> {

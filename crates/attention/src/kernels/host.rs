@@ -17,7 +17,21 @@ pub fn values(tensor: &NdArrayTensor) -> Cow<'_, [f32]> {
             let view = storage.view();
             match view.to_slice() {
                 Some(slice) => Cow::Borrowed(slice),
-                None => Cow::Owned(view.iter().copied().collect()),
+                None => {
+                    // A row at a time when the last axis is contiguous (the
+                    // `[B, T, H, d] → [B, H, T, d]` head split of every attention layer).
+                    let mut out = Vec::with_capacity(view.len());
+                    if view.ndim() == 0 {
+                        out.extend(view.iter().copied());
+                    }
+                    for row in view.rows() {
+                        match row.to_slice() {
+                            Some(slice) => out.extend_from_slice(slice),
+                            None => out.extend(row.iter().copied()),
+                        }
+                    }
+                    Cow::Owned(out)
+                }
             }
         }
         other => Cow::Owned(
@@ -28,6 +42,24 @@ pub fn values(tensor: &NdArrayTensor) -> Cow<'_, [f32]> {
                 .expect("converted to f32"),
         ),
     }
+}
+
+/// A float primitive's values as an owned `Vec`, without a copy when the primitive holds the
+/// only reference to a contiguous array (the optimiser's parameters and moments).
+pub fn into_vec(tensor: NdArrayTensor) -> Vec<f32> {
+    if let NdArrayTensor::F32(storage) = tensor {
+        let array = storage.into_owned().into_owned(); // copies only a shared or borrowed array
+        let len = array.len();
+        if array.is_standard_layout() {
+            let (values, offset) = array.into_raw_vec_and_offset();
+            if offset.unwrap_or(0) == 0 && values.len() == len {
+                return values;
+            }
+            return values[offset.unwrap_or(0)..offset.unwrap_or(0) + len].to_vec();
+        }
+        return array.iter().copied().collect();
+    }
+    values(&tensor).into_owned()
 }
 
 /// The dims of a primitive.

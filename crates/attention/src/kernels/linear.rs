@@ -13,8 +13,9 @@
 //!   where `R_S = Σ_{later chunks} Q_cᵀ Gn_c` and `R_z = Σ Q_cᵀ gd_c`;
 //! - `gS_0 = R_S`, `gz_0 = R_z` after the last (first) chunk.
 //!
-//! Nothing of size `T × T` or `[chunks, F, dv]` is kept: the backward recomputes the states
-//! and the intra-chunk products, so memory is `O(T (F + dv))` per head.
+//! Nothing of size `T × T` is formed. Under autodiff the forward keeps each chunk's `A` and
+//! entering state (`T·C + (T/C)·F·(dv + 1)` floats a head) so the backward recomputes neither;
+//! without, the backward recomputes them.
 
 use rayon::prelude::*;
 
@@ -59,6 +60,12 @@ pub struct Forward {
     pub den: Vec<f32>,
     pub s: Vec<f32>,
     pub z: Vec<f32>,
+    /// With `keep`, every chunk's masked `A = tril(Q_c K_cᵀ)`, `[B·H, T, C]` (chunk starting
+    /// at token `s` at `s·C`); else empty.
+    pub intra: Vec<f32>,
+    /// With `keep`, the state `(S, z)` entering every chunk, `[B·H, chunks, F·dv + F]`; else
+    /// empty.
+    pub states: Vec<f32>,
 }
 
 /// Gradients with respect to `q, k, v` and the initial state (zeros where it had none).
@@ -98,8 +105,15 @@ fn mask_upper(block: &mut [f32], len: usize, offset: usize) {
     }
 }
 
-/// Chunked causal forward. `mask_offset` is 0 (see [`mask_upper`]).
-pub fn causal_forward(dims: Dims, inputs: Inputs<'_>, chunk: usize, mask_offset: usize) -> Forward {
+/// Chunked causal forward. `mask_offset` is 0 (see [`mask_upper`]); `keep` keeps the
+/// intra-chunk blocks and entering states for the backward.
+pub fn causal_forward(
+    dims: Dims,
+    inputs: Inputs<'_>,
+    chunk: usize,
+    mask_offset: usize,
+    keep: bool,
+) -> Forward {
     let Dims {
         len: t,
         features: f,
@@ -113,12 +127,32 @@ pub fn causal_forward(dims: Dims, inputs: Inputs<'_>, chunk: usize, mask_offset:
     let mut den = vec![0.0f32; pairs * t];
     let mut s = vec![0.0f32; pairs * f * dv];
     let mut z = vec![0.0f32; pairs * f];
+    let chunks = t.div_ceil(c);
+    let state_len = f * dv + f;
+    let (intra_len, states_len) = if keep {
+        (t * c, chunks * state_len)
+    } else {
+        (0, 0)
+    };
+    let mut intra = vec![0.0f32; pairs * intra_len];
+    let mut states = vec![0.0f32; pairs * states_len];
+    let mut kept: Vec<(&mut [f32], &mut [f32])> = if keep {
+        intra
+            .chunks_mut(intra_len.max(1))
+            .zip(states.chunks_mut(states_len.max(1)))
+            .collect()
+    } else {
+        (0..pairs)
+            .map(|_| (Default::default(), Default::default()))
+            .collect()
+    };
     y.par_chunks_mut((t * dv).max(1))
         .zip(den.par_chunks_mut(t.max(1)))
         .zip(s.par_chunks_mut((f * dv).max(1)))
         .zip(z.par_chunks_mut(f.max(1)))
+        .zip(kept.par_iter_mut())
         .enumerate()
-        .for_each(|(pair, (((y, den), s), z))| {
+        .for_each(|(pair, ((((y, den), s), z), (kept_intra, kept_states)))| {
             if let Some(s0) = inputs.s0 {
                 s.copy_from_slice(&s0[pair * f * dv..(pair + 1) * f * dv]);
             }
@@ -142,6 +176,12 @@ pub fn causal_forward(dims: Dims, inputs: Inputs<'_>, chunk: usize, mask_offset:
                 let a = &mut a[..l * l];
                 matmul(MatMut::new(a, l, l), qc, kc.t(), 1.0, false);
                 mask_upper(a, l, mask_offset);
+                if !kept_intra.is_empty() {
+                    kept_intra[start * c..start * c + l * l].copy_from_slice(a);
+                    let entering = &mut kept_states[start / c * state_len..][..state_len];
+                    entering[..f * dv].copy_from_slice(s);
+                    entering[f * dv..].copy_from_slice(z);
+                }
                 let yc = &mut y[start * dv..(start + l) * dv];
                 matmul(MatMut::new(yc, l, dv), Mat::new(a, l, l), vc, 1.0, false);
                 matmul(MatMut::new(yc, l, dv), qc, Mat::new(s, f, dv), 1.0, true);
@@ -165,7 +205,15 @@ pub fn causal_forward(dims: Dims, inputs: Inputs<'_>, chunk: usize, mask_offset:
                 start += l;
             }
         });
-    Forward { y, den, s, z }
+    drop(kept);
+    Forward {
+        y,
+        den,
+        s,
+        z,
+        intra,
+        states,
+    }
 }
 
 /// `gn = gy / den` and `gd = −(gy·y) / den` per row of one head; padded rows get zeros.
@@ -205,12 +253,21 @@ fn value_grad_products(p: &mut [f32], gn: Mat<'_>, vc: Mat<'_>, gd: &[f32], offs
     mask_upper(p, l, offset);
 }
 
-/// Chunked causal backward for output gradient `gy`, from the forward's `y` and `den`.
+/// What the causal backward reads of its forward: `y`, `den`, and the intra-chunk blocks and
+/// entering states (both empty: recomputed).
+#[derive(Clone, Copy, Debug)]
+pub struct CausalSaved<'a> {
+    pub y: &'a [f32],
+    pub den: &'a [f32],
+    pub intra: &'a [f32],
+    pub states: &'a [f32],
+}
+
+/// Chunked causal backward for output gradient `gy`.
 pub fn causal_backward(
     dims: Dims,
     inputs: Inputs<'_>,
-    y: &[f32],
-    den: &[f32],
+    saved: CausalSaved<'_>,
     gy: &[f32],
     chunk: usize,
     mask_offset: usize,
@@ -249,15 +306,24 @@ pub fn causal_backward(
             });
             let (gn, gd) = output_grads(
                 &gy[pair * t * dv..(pair + 1) * t * dv],
-                &y[pair * t * dv..(pair + 1) * t * dv],
-                &den[pair * t..(pair + 1) * t],
+                &saved.y[pair * t * dv..(pair + 1) * t * dv],
+                &saved.den[pair * t..(pair + 1) * t],
                 keep,
                 dv,
             );
-            let mut p = vec![0.0f32; c * c];
+            let kept_intra =
+                (!saved.intra.is_empty()).then(|| &saved.intra[pair * t * c..(pair + 1) * t * c]);
+            let state_len = f * dv + f;
+            let kept_states = (!saved.states.is_empty()).then(|| {
+                let per_head = t.div_ceil(c) * state_len;
+                &saved.states[pair * per_head..(pair + 1) * per_head]
+            });
+            // Sweep 1 forms every chunk's P; sweep 2 reads them back.
+            let mut p_all = vec![0.0f32; t * c];
             let mut a = vec![0.0f32; c * c];
 
-            // Sweep 1, in order: gQ with the state entering each chunk.
+            // Sweep 1, in order: gQ with the state entering each chunk (kept by the forward, or
+            // rebuilt here).
             let mut s = match inputs.s0 {
                 Some(s0) => s0[pair * f * dv..(pair + 1) * f * dv].to_vec(),
                 None => vec![0.0; f * dv],
@@ -272,23 +338,32 @@ pub fn causal_backward(
                 let kc = Mat::new(&k[start * f..], l, f);
                 let vc = Mat::new(&v[start * dv..], l, dv);
                 let gnc = Mat::new(&gn[start * dv..], l, dv);
-                let p = &mut p[..l * l];
+                let p = &mut p_all[start * c..start * c + l * l];
                 value_grad_products(p, gnc, vc, &gd[start..start + l], mask_offset);
+                let (s_in, z_in): (&[f32], &[f32]) = match kept_states {
+                    Some(states) => {
+                        let entering = &states[start / c * state_len..][..state_len];
+                        entering.split_at(f * dv)
+                    }
+                    None => (&s, &z),
+                };
                 let gqc = &mut gq[start * f..(start + l) * f];
                 matmul(MatMut::new(gqc, l, f), Mat::new(p, l, l), kc, 1.0, false);
                 matmul(
                     MatMut::new(gqc, l, f),
                     gnc,
-                    Mat::new(&s, f, dv).t(),
+                    Mat::new(s_in, f, dv).t(),
                     1.0,
                     true,
                 );
                 for i in 0..l {
-                    simd::axpy(&mut gqc[i * f..(i + 1) * f], gd[start + i], &z);
+                    simd::axpy(&mut gqc[i * f..(i + 1) * f], gd[start + i], z_in);
                 }
-                matmul(MatMut::new(&mut s, f, dv), kc.t(), vc, 1.0, true);
-                for i in 0..l {
-                    simd::axpy(&mut z, 1.0, &k[(start + i) * f..(start + i + 1) * f]);
+                if kept_states.is_none() {
+                    matmul(MatMut::new(&mut s, f, dv), kc.t(), vc, 1.0, true);
+                    for i in 0..l {
+                        simd::axpy(&mut z, 1.0, &k[(start + i) * f..(start + i + 1) * f]);
+                    }
                 }
                 start += l;
             }
@@ -304,8 +379,7 @@ pub fn causal_backward(
                 let vc = Mat::new(&v[start * dv..], l, dv);
                 let gnc = Mat::new(&gn[start * dv..], l, dv);
                 let gdc = &gd[start..end];
-                let p = &mut p[..l * l];
-                value_grad_products(p, gnc, vc, gdc, mask_offset);
+                let p = &p_all[start * c..start * c + l * l];
                 let gkc = &mut gk[start * f..end * f];
                 matmul(
                     MatMut::new(gkc, l, f),
@@ -324,9 +398,15 @@ pub fn causal_backward(
                 for row in gkc.chunks_mut(f) {
                     simd::axpy(row, 1.0, rz);
                 }
-                let a = &mut a[..l * l];
-                matmul(MatMut::new(a, l, l), qc, kc.t(), 1.0, false);
-                mask_upper(a, l, mask_offset);
+                let a: &[f32] = match kept_intra {
+                    Some(kept) => &kept[start * c..start * c + l * l],
+                    None => {
+                        let a = &mut a[..l * l];
+                        matmul(MatMut::new(a, l, l), qc, kc.t(), 1.0, false);
+                        mask_upper(a, l, mask_offset);
+                        a
+                    }
+                };
                 let gvc = &mut gv[start * dv..end * dv];
                 matmul(
                     MatMut::new(gvc, l, dv),
@@ -406,7 +486,14 @@ pub fn parallel_forward(dims: Dims, inputs: Inputs<'_>) -> Forward {
                 }
             }
         });
-    Forward { y, den, s, z }
+    Forward {
+        y,
+        den,
+        s,
+        z,
+        intra: Vec::new(),
+        states: Vec::new(),
+    }
 }
 
 /// What the parallel backward reads of its forward: `y`, `den` and the summed `S`, `z`.

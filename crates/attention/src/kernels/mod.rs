@@ -17,6 +17,7 @@
 //! lookup keeps every generic signature as it is and costs one `TypeId` comparison a call.
 //! `HEDGEHOG_KERNELS=composed` turns the fused kernels off (benchmarks, debugging).
 
+mod adamw;
 mod autodiff;
 mod cpu;
 mod hedgehog;
@@ -26,6 +27,7 @@ mod lm_head;
 mod matmul;
 mod simd;
 mod softmax;
+mod taylor;
 
 use std::any::Any;
 use std::sync::OnceLock;
@@ -106,6 +108,12 @@ pub trait Kernels<B: Backend>: Send + Sync {
         activation: HedgehogActivation,
     ) -> Tensor<B, 4> {
         crate::feature_map::composed_hedgehog(x, weight, bias, activation)
+    }
+
+    /// Taylor-2's `[1, x/d^{1/4}, x⊗x/(√2·√d)]` (`compressed`: the upper triangle of `x⊗x`
+    /// with off-diagonal terms scaled by √2): `[B, H, T, d]` → `[B, H, T, F]`.
+    fn taylor(&self, x: Tensor<B, 4>, compressed: bool) -> Tensor<B, 4> {
+        crate::feature_map::composed_taylor(x, compressed)
     }
 
     /// Softmax attention's output `[B, H, Tq, dv]`, with dropout of probability
@@ -190,6 +198,55 @@ pub fn is_fused<B: Backend>() -> bool {
     fused_enabled()
         && (as_backend::<B, Cpu>(&FUSED).is_some()
             || as_backend::<B, autodiff::CpuAutodiff>(&FUSED).is_some())
+}
+
+pub use adamw::AdamWStep;
+
+/// A parameter, its gradient and its AdamW moments `(m, v)` (`None` before the first step).
+#[derive(Debug)]
+pub struct AdamWInputs<B: Backend, const D: usize> {
+    pub param: Tensor<B, D>,
+    pub grad: Tensor<B, D>,
+    pub moments: Option<(Tensor<B, D>, Tensor<B, D>)>,
+}
+
+/// A parameter and its moments `(param, m, v)` after an AdamW step.
+pub type AdamWOutputs<B, const D: usize> = (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>);
+
+/// One AdamW step in a single in-place pass (see [`AdamWStep`] for the update) on the CPU
+/// backend, returning `(param, m, v)`; on any other backend (or with
+/// `HEDGEHOG_KERNELS=composed`) the inputs come back for the composed optimiser.
+pub fn adamw_step<B: Backend, const D: usize>(
+    inputs: AdamWInputs<B, D>,
+    step: AdamWStep,
+) -> Result<AdamWOutputs<B, D>, AdamWInputs<B, D>> {
+    if !(fused_enabled() && std::any::TypeId::of::<B>() == std::any::TypeId::of::<Cpu>()) {
+        return Err(inputs);
+    }
+    let cast = |t: Tensor<B, D>| -> Tensor<Cpu, D> {
+        *(Box::new(t) as Box<dyn Any>)
+            .downcast::<Tensor<Cpu, D>>()
+            .expect("the backend was checked")
+    };
+    let back = |t: Tensor<Cpu, D>| -> Tensor<B, D> {
+        *(Box::new(t) as Box<dyn Any>)
+            .downcast::<Tensor<B, D>>()
+            .expect("the backend was checked")
+    };
+    let shape = inputs.param.dims();
+    let n: usize = shape.iter().product();
+    let mut param = host::into_vec(host::float(cast(inputs.param)));
+    let grad = host::float(cast(inputs.grad));
+    let (mut m, mut v) = match inputs.moments {
+        Some((m, v)) => (
+            host::into_vec(host::float(cast(m))),
+            host::into_vec(host::float(cast(v))),
+        ),
+        None => (vec![0.0; n], vec![0.0; n]),
+    };
+    adamw::step(&mut param, &mut m, &mut v, &host::values(&grad), step);
+    let tensor = |values: Vec<f32>| back(host::tensor(host::primitive(values, &shape)));
+    Ok((tensor(param), tensor(m), tensor(v)))
 }
 
 /// Test hooks: the fused kernels with a deliberately wrong causal mask, so the agreement
