@@ -676,3 +676,20 @@ fn taylor_attention_through_the_compressed_basis_equals_the_written_features() {
         );
     }
 }
+
+#[test]
+fn elu_features_and_gradients_match_the_reference() {
+    for t in [1, 63, 100, 257] {
+        let run = |kernels: &dyn Kernels<AdF32>| -> Results {
+            let x = leaf::<AdF32, 4>([2, HEADS, t, 6], 1.5, 120);
+            let phi = kernels.elu_plus_one(x.clone());
+            let grads = probe(phi.clone(), 121).backward();
+            vec![("phi", values(&phi)), ("dx", grad(&x, &grads))]
+        };
+        assert_agree(
+            &run(kernels::for_backend::<AdF32>()),
+            &run(&Composed),
+            &format!("1+ELU T={t}"),
+        );
+    }
+}

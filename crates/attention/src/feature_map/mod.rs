@@ -17,6 +17,7 @@ mod taylor;
 pub use affine::HeadAffine;
 pub use cosformer::CosFormer;
 pub use elu::EluPlusOne;
+pub(crate) use elu::composed as composed_elu;
 pub use exp::ExpMap;
 pub(crate) use hedgehog::composed as composed_hedgehog;
 pub use hedgehog::{Hedgehog, HedgehogActivation};

@@ -12,7 +12,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_autodiff::{Autodiff, NodeId};
 use burn_ndarray::NdArrayTensor;
 
-use super::cpu::{HedgehogCall, LinearCall, SoftmaxCall, keep_flags, lm_head_dims, mean_nll};
+use super::cpu::{HedgehogCall, LinearCall, SoftmaxCall, lm_head_dims, mean_nll};
 use super::host::{self, Cpu};
 use super::{
     Fused, Kernels, LinearInputs, SoftmaxInputs, hedgehog, linear, lm_head, softmax, taylor,
@@ -130,7 +130,7 @@ fn causal_linear(
     let dv = inputs.v.dims()[3];
     let device = inputs.fq.device();
     let state = initial_state.unwrap_or_else(|| LinearState::zeros(b, h, f, dv, &device));
-    let keep = keep_flags(inputs.key_padding.as_ref());
+    let keep = host::keep_flags(inputs.key_padding.as_ref());
     let (fq, fk, v) = (inner(inputs.fq), inner(inputs.fk), inner(inputs.v));
     let (s0, z0) = (inner(state.s), inner(state.z));
     let call = LinearCall::new(
@@ -206,7 +206,7 @@ impl Backward<Cpu, 3> for ParallelLinearOp {
 }
 
 fn parallel_linear(inputs: LinearInputs<CpuAutodiff>) -> Tensor<CpuAutodiff, 4> {
-    let keep = keep_flags(inputs.key_padding.as_ref());
+    let keep = host::keep_flags(inputs.key_padding.as_ref());
     let (fq, fk, v) = (inner(inputs.fq), inner(inputs.fk), inner(inputs.v));
     let call = LinearCall::new(
         fq.primitive.clone(),
@@ -280,6 +280,33 @@ impl Backward<Cpu, 3> for HedgehogOp {
         register(grads, x, g.x, &[d.batch, d.heads, d.len, d.head_dim]);
         register(grads, w, g.weight, &[d.weight_heads, d.head_dim, d.out_dim]);
         register(grads, b, g.bias, &[d.weight_heads, 1, d.out_dim]);
+    }
+}
+
+#[derive(Debug)]
+struct EluOp;
+
+impl Backward<Cpu, 1> for EluOp {
+    /// The features `φ`: the derivative is 1 above 0 and `φ = exp(x)` below.
+    type State = (NdArrayTensor, NdArrayTensor);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x] = parent_ids(&ops);
+        let (input, phi) = ops.state;
+        let grad = grads.consume::<Cpu>(&ops.node);
+        let shape = host::dims(&phi);
+        let (input, phi, grad) = (
+            host::values(&input),
+            host::values(&phi),
+            host::values(&grad),
+        );
+        let gx = input
+            .iter()
+            .zip(phi.iter())
+            .zip(grad.iter())
+            .map(|((&x, &p), &g)| if x > 0.0 { g } else { g * p })
+            .collect();
+        register(grads, x, gx, &shape);
     }
 }
 
@@ -458,6 +485,20 @@ impl Kernels<CpuAutodiff> for Fused {
         })
     }
 
+    fn elu_plus_one(&self, x: Tensor<CpuAutodiff, 4>) -> Tensor<CpuAutodiff, 4> {
+        let x = inner(x);
+        let shape = host::dims(&x.primitive);
+        let primitive = x.primitive.clone();
+        run(EluOp, [&x], |tracked| {
+            let values = host::values(&primitive);
+            let mut phi = vec![0.0f32; values.len()];
+            super::cpu::elementwise(&mut phi, &values, super::simd::elu_plus_one);
+            let phi = host::primitive(phi, &shape);
+            let state = tracked.then(|| (primitive.clone(), phi.clone()));
+            (phi, state)
+        })
+    }
+
     fn taylor(&self, x: Tensor<CpuAutodiff, 4>, compressed: bool) -> Tensor<CpuAutodiff, 4> {
         let x = inner(x);
         let shape = host::dims(&x.primitive);
@@ -480,7 +521,7 @@ impl Kernels<CpuAutodiff> for Fused {
         inputs: SoftmaxInputs<CpuAutodiff>,
         dropout: f64,
     ) -> Tensor<CpuAutodiff, 4> {
-        let keep = keep_flags(inputs.key_padding.as_ref());
+        let keep = host::keep_flags(inputs.key_padding.as_ref());
         let dropout = (dropout > 0.0).then(|| softmax::Dropout {
             prob: dropout as f32,
             seed: dropout_seed(),
@@ -507,7 +548,7 @@ impl Kernels<CpuAutodiff> for Fused {
     }
 
     fn softmax_weights(&self, inputs: SoftmaxInputs<CpuAutodiff>) -> Tensor<CpuAutodiff, 4> {
-        let keep = keep_flags(inputs.key_padding.as_ref());
+        let keep = host::keep_flags(inputs.key_padding.as_ref());
         let (q, k) = (inner(inputs.q), inner(inputs.k));
         let call = SoftmaxCall::new(
             q.primitive.clone(),

@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use burn::tensor::{Bool, Tensor, backend::Backend};
+use burn::tensor::Tensor;
 use burn_ndarray::NdArrayTensor;
 
 use super::host::{self, Cpu};
+use super::simd;
 use super::{
     Fused, Kernels, LinearInputs, SoftmaxInputs, hedgehog, linear, lm_head, softmax, taylor,
 };
@@ -223,11 +224,6 @@ pub(super) fn lm_head_dims(hidden: &NdArrayTensor, weight: &NdArrayTensor) -> lm
     }
 }
 
-/// A padding mask's keep flags, on any backend.
-pub(super) fn keep_flags<B: Backend>(padding: Option<&Tensor<B, 2, Bool>>) -> Option<Vec<bool>> {
-    host::keep_flags(padding)
-}
-
 impl Kernels<Cpu> for Fused {
     fn causal_linear(
         &self,
@@ -236,7 +232,7 @@ impl Kernels<Cpu> for Fused {
         chunk_size: usize,
         with_state: bool,
     ) -> (Tensor<Cpu, 4>, Option<LinearState<Cpu>>) {
-        let keep = keep_flags(inputs.key_padding.as_ref());
+        let keep = host::keep_flags(inputs.key_padding.as_ref());
         let call = LinearCall::new(
             host::float(inputs.fq),
             host::float(inputs.fk),
@@ -255,7 +251,7 @@ impl Kernels<Cpu> for Fused {
         inputs: LinearInputs<Cpu>,
         with_state: bool,
     ) -> (Tensor<Cpu, 4>, Option<LinearState<Cpu>>) {
-        let keep = keep_flags(inputs.key_padding.as_ref());
+        let keep = host::keep_flags(inputs.key_padding.as_ref());
         let call = LinearCall::new(
             host::float(inputs.fq),
             host::float(inputs.fk),
@@ -316,6 +312,15 @@ impl Kernels<Cpu> for Fused {
         host::tensor(host::primitive(call.forward(), &call.output_shape()))
     }
 
+    fn elu_plus_one(&self, x: Tensor<Cpu, 4>) -> Tensor<Cpu, 4> {
+        let shape = x.dims();
+        let x = host::float(x);
+        let x = host::values(&x);
+        let mut phi = vec![0.0f32; x.len()];
+        elementwise(&mut phi, &x, simd::elu_plus_one);
+        host::tensor(host::primitive(phi, &shape))
+    }
+
     fn taylor(&self, x: Tensor<Cpu, 4>, compressed: bool) -> Tensor<Cpu, 4> {
         let [b, h, t, d] = x.dims();
         let phi = taylor::forward(&host::values(&host::float(x)), d, compressed);
@@ -373,6 +378,15 @@ impl Kernels<Cpu> for Fused {
     }
 }
 
+/// `f(out, x)` over chunks of the slices on every thread.
+pub(super) fn elementwise(out: &mut [f32], x: &[f32], f: fn(&mut [f32], &[f32])) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 14;
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, x)| f(o, x));
+}
+
 /// The mean over scored tokens, summed in f64.
 pub(super) fn mean_nll(out: &lm_head::Output) -> f32 {
     let total: f64 = out.nll.iter().map(|&x| x as f64).sum();
@@ -385,7 +399,7 @@ fn softmax_call(
     with_values: bool,
     dropout: Option<softmax::Dropout>,
 ) -> SoftmaxCall {
-    let keep = keep_flags(inputs.key_padding.as_ref());
+    let keep = host::keep_flags(inputs.key_padding.as_ref());
     SoftmaxCall::new(
         host::float(inputs.q),
         host::float(inputs.k),

@@ -110,6 +110,11 @@ pub trait Kernels<B: Backend>: Send + Sync {
         crate::feature_map::composed_hedgehog(x, weight, bias, activation)
     }
 
+    /// `elu(x) + 1`: `x + 1` for `x > 0`, `exp(x)` otherwise.
+    fn elu_plus_one(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        crate::feature_map::composed_elu(x)
+    }
+
     /// Taylor-2's `[1, x/d^{1/4}, x⊗x/(√2·√d)]` (`compressed`: the upper triangle of `x⊗x`
     /// with off-diagonal terms scaled by √2): `[B, H, T, d]` → `[B, H, T, F]`.
     fn taylor(&self, x: Tensor<B, 4>, compressed: bool) -> Tensor<B, 4> {

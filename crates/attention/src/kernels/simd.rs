@@ -89,6 +89,17 @@ pub fn exp_in_place(x: &mut [f32]) {
     }
 }
 
+/// `out ← elu(x) + 1` (`x + 1` above 0, `exp(x)` at or below).
+pub fn elu_plus_one(out: &mut [f32], x: &[f32]) {
+    out.copy_from_slice(x);
+    exp_in_place(out);
+    // A select and an unconditional store (branch-free, so it vectorises; the signs of
+    // attention inputs are a coin flip for a branch predictor).
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = if v > 0.0 { v + 1.0 } else { *o };
+    }
+}
+
 /// `x ← exp(x − shift)` elementwise; returns `Σ exp(x − shift)`.
 pub fn exp_shifted_sum(x: &mut [f32], shift: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
