@@ -5,10 +5,31 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use hedgehog_train::{RunOptions, Spec};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use hedgehog_train::{RunOptions, Spec};
+
+/// mimalloc's `mi_option_purge_delay` (its `mi_option_e` index, the same in mimalloc v2 and v3;
+/// libmimalloc-sys leaves that option's index to the caller) and its documented defaults: 10 ms
+/// in mimalloc v2, 1000 ms in v3 (libmimalloc-sys builds v3 unless its `v2` feature is on).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+const DEFAULT_PURGE_DELAYS_MS: [std::ffi::c_long; 2] = [10, 1000];
+
+/// Keeps freed memory for reuse instead of returning it to the kernel after the purge delay: a
+/// training step that allocates it again otherwise waits for the kernel to zero every page (a
+/// third of a GPT-2 125M step: 13 s against 8.5 s measured), for ~15% more resident memory.
+/// Only when the option at that index holds one of the purge delay's defaults, so a renumbered
+/// enum or a user's `MIMALLOC_PURGE_DELAY` changes nothing.
+fn keep_freed_memory() {
+    // SAFETY: reading and setting a mimalloc option at start-up, before any other thread runs.
+    unsafe {
+        let current = libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY);
+        if DEFAULT_PURGE_DELAYS_MS.contains(&current) {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        }
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -308,6 +329,7 @@ fn plots(figures: &Path, results: &Path) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run {
