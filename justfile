@@ -63,7 +63,7 @@ bench backend="ndarray":
     cargo run --release -p hedgehog-attention --example scaling -- --backend {{backend}} --lengths {{lengths}} --out results/bench/rust_{{backend}}.csv | tee results/bench/rust_{{backend}}.md
 
 # Attention next to PyTorch eager and SDPA, alternating case by case (needs `pip install torch`): results/bench/compare_cpu.md and .csv.
-bench-compare:
+bench-compare lengths="256,512,1024,4096,16384":
     cargo build --release -p hedgehog-attention --example scaling
     python3 tools/bench_compare.py --rust {{target}}/release/examples/scaling --lengths {{lengths}} --out results/bench/compare_cpu
 

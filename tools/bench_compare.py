@@ -81,12 +81,16 @@ def reset_peak_rss():
         return False
 
 
-def useful_gflop(variant, causal, pass_, t):
-    """Useful floating-point work of a case, in GFLOP (see the module docstring)."""
+def useful_gflop(variant, causal, pass_, t, impl="torch_eager"):
+    """Useful floating-point work of a case, in GFLOP (see the module docstring). Ours runs
+    Taylor-2's attention through its compressed basis (1 + d + d(d+1)/2 features, the same
+    kernel), so its count uses that width."""
     if variant == "softmax":
         forward = 2 * 2 * t * t * D * (0.5 if causal else 1.0)  # q k^T and p v
     else:
         f = ta.feature_dim(variant, D)
+        if variant == "taylor" and impl == "ours":
+            f = 1 + D + D * (D + 1) // 2
         maps = 2 * 2 * t * D * (f // 2) if variant.startswith("hedgehog") else 0
         if causal:
             intra = 2 * t * CHUNK * (f + DV) * 0.5              # masked scores and their @ v
@@ -210,8 +214,9 @@ def main():
                         impls = impls[1:] + impls[:1]
                     index += 1
                     for impl in impls:
+                        work = useful_gflop(variant, causal, pass_, t, impl)
                         row = dict(implementation=impl, variant=variant, causal=str(causal).lower(),
-                                   pass_=pass_, seq_len=t, gflop=gflop, ms="", min_ms="", max_ms="",
+                                   pass_=pass_, seq_len=t, gflop=work, ms="", min_ms="", max_ms="",
                                    peak_mib="", gflops="", note="")
                         gib = estimated_gib(variant, impl, causal, pass_, t)
                         if gflop > ARGS.max_gflop:
@@ -225,7 +230,7 @@ def main():
                                 times, mib = run_torch(variant, impl, causal, pass_, t, gen)
                             ms = statistics.median(times)
                             row.update(ms=f"{ms:.3f}", min_ms=f"{min(times):.3f}", max_ms=f"{max(times):.3f}",
-                                       peak_mib=f"{mib:.1f}", gflops=f"{gflop / ms * 1e3:.1f}",
+                                       peak_mib=f"{mib:.1f}", gflops=f"{work / ms * 1e3:.1f}",
                                        note=f"loadavg1={os.getloadavg()[0]:.2f}")
                         log(f"{impl:>11} {variant:>15} causal={causal!s:<5} {pass_:<16} T={t:<6} "
                             f"{row['ms'] or row['note']}")
@@ -233,6 +238,28 @@ def main():
     rust.close()
     log(f"done in {time.perf_counter() - started:.0f} s")
     write(rows, peak, mhz, lengths)
+
+
+def crossover(get, impl, causal, pass_, lengths):
+    """Where hedgehog_split's time falls below softmax's, interpolated log-log between the two
+    measured lengths that bracket the sign change."""
+    import math
+    previous = None
+    for t in lengths:
+        h, s = get(impl, "hedgehog_split", causal, pass_, t), get(impl, "softmax", causal, pass_, t)
+        if not (h and s and h["ms"] and s["ms"]):
+            if h and h["ms"] and previous is not None:
+                return f"<= {t} (softmax skipped there)"
+            continue
+        r = math.log(float(h["ms"]) / float(s["ms"]))
+        if r < 0:
+            if previous is None:
+                return f"<= {t} (faster at every measured length)"
+            t0, r0 = previous
+            x = math.log(t0) + (math.log(t) - math.log(t0)) * r0 / (r0 - r)
+            return f"~ {math.exp(x):.0f} (between {t0} and {t})"
+        previous = (t, r)
+    return "not reached at the measured lengths"
 
 
 def write(rows, peak, mhz, lengths):
@@ -298,6 +325,10 @@ def write(rows, peak, mhz, lengths):
                     lines.append(f"| {variant} | {t} | {cell(ours)} | {cell(eager)} | "
                                  f"{cell(sdpa) if variant == 'softmax' else ''} | {ratio(eager)} | "
                                  f"{ratio(sdpa)} | {flops} |")
+            lines.append("")
+            for impl, name in (("ours", "ours"), ("torch_eager", "PyTorch eager")):
+                lines.append(f"Hedgehog (softmax_split) beats softmax ({name}) from T "
+                             f"{crossover(get, impl, causal, pass_, lengths)}.")
             lines.append("")
     with open(ARGS.out + ".md", "w") as f:
         f.write("\n".join(lines))
