@@ -1,6 +1,6 @@
 //! Training throughput of a spec's train stage, for `hedgehog bench-train`: the stage's model,
 //! data order, optimiser (AdamW with the stage's clipping) and loss, stepped like
-//! [`crate::run`] steps them, timed without evaluation, checkpoints or run folders.
+//! [`crate::stage`] steps them, timed without evaluation, checkpoints or run folders.
 //! `tools/bench_train_compare.py` sets it beside the same model trained by PyTorch.
 
 use std::time::Instant;
@@ -11,9 +11,12 @@ use hedgehog_models::gpt2::Gpt2;
 use hedgehog_models::llama::Llama;
 use serde::Serialize;
 
+use crate::error::{RunError, file_error};
 use crate::optim::FusedAdamW;
-use crate::run::{RunError, convert, derived_seed};
+use crate::seeds::derived_seed;
 use crate::spec::{Family, Spec, StageKind, TaskSpec};
+use crate::stage::convert;
+use crate::summary::model_attention_label;
 use crate::task::lm::LmTask;
 use crate::task::{EpochSampler, Task};
 
@@ -93,11 +96,11 @@ fn bench_task<B: AutodiffBackend, T: Task<B>>(
     let mut model = task.build_model(device)?;
     if let Some(attention) = &stage.attention {
         let dir = std::env::temp_dir().join(format!("hedgehog-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(crate::run::file_error(&dir))?;
+        std::fs::create_dir_all(&dir).map_err(file_error(&dir))?;
         model = convert::<B, T::Model>(model, attention, &dir, device)?;
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let attention = crate::run::attention_label(&crate::run::model_attention::<B, _>(&model));
+    let attention = model_attention_label::<B, _>(&model);
     let model_parameters = burn::module::Module::num_params(&model);
     let mut optimizer = FusedAdamW::of_stage(stage).init::<B, T::Model>();
     let sampler = EpochSampler::new(

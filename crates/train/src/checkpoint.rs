@@ -17,7 +17,8 @@ use hedgehog_models::lora::{LoraAdapters, LoraConfig};
 use hedgehog_models::{AttentionLayers, ModelError};
 use serde::{Deserialize, Serialize};
 
-use crate::run::{RunError, StageResult, file_error};
+use crate::error::{RunError, file_error};
+use crate::summary::StageResult;
 
 /// The optimiser of every stage: AdamW ([`crate::optim::FusedAdamW`]) through burn's adaptor.
 pub type Adam<B, M> = OptimizerAdaptor<crate::optim::FusedAdamW, M, B>;

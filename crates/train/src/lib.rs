@@ -3,14 +3,17 @@
 //! modelling (GPT-2, Llama), associative recall, GLUE (BERT) and images (ViT), with run folders,
 //! metrics, checkpoints and exact resume.
 
-mod analyze;
 pub mod bench;
 mod checkpoint;
+mod error;
 pub mod metrics;
 pub mod optim;
 mod progress;
 pub mod run;
+mod seeds;
 pub mod spec;
+mod stage;
+mod summary;
 pub mod task;
 
 pub use run::{RunError, RunOptions, RunSummary, StageResult, run, run_point};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::run::{RunError, file_error};
+use crate::error::{RunError, file_error};
 
 /// One line of `metrics.csv`.
 #[derive(Clone, Debug, PartialEq)]

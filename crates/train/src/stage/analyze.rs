@@ -4,29 +4,77 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
+use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use hedgehog_analysis::{AnalysisConfig, AttentionAnalyzer, AttentionMap, LayerAttention};
+use hedgehog_analysis::{
+    AnalysisConfig, AttentionAnalyzer, AttentionMap, AttentionReport, LayerAttention,
+};
 use hedgehog_models::AttentionMode;
 
-use crate::run::{RunError, file_error};
-use crate::spec::{AnalysisSpec, LayerInputs};
+use crate::checkpoint::AdamRecord;
+use crate::error::{RunError, file_error};
+use crate::spec::{AnalysisSpec, LayerInputs, StageSpec};
+use crate::summary::{StageResult, model_attention_label};
 use crate::task::{Inner, Task, to_f32};
 
+use super::{Stage, StageRun};
+
+pub(super) struct Analyze;
+
+impl<B: AutodiffBackend, T: Task<B>> Stage<B, T> for Analyze {
+    fn run(
+        &self,
+        run: &mut StageRun<'_, '_, B, T>,
+        stage: &StageSpec,
+        model: T::Model,
+        _: Option<AdamRecord<B, T::Model>>,
+    ) -> Result<(T::Model, StageResult), RunError> {
+        let started = Instant::now();
+        let label = stage.label();
+        let attention = model_attention_label::<B, _>(&model);
+        let settings = stage.analysis.clone().unwrap_or_default();
+        let ctx = run.ctx;
+        let (analyzer, example) = measure::<B, T>(
+            ctx.task,
+            &model.valid(),
+            &settings,
+            stage.batch_size,
+            ctx.info.eval_examples,
+            ctx.device(),
+        )?;
+        let mut report = analyzer.finish(attention.clone());
+        report.example = example;
+        let (relative, measures) = save(&report, &ctx.dir, run.progress.stage)?;
+        run.reporter.line(format!(
+            "[{label}] attention measures ({attention}): {} → {relative}",
+            measures
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let result = StageResult {
+            metrics: measures,
+            seconds: started.elapsed().as_secs_f64(),
+            analysis: Some(relative),
+            ..StageResult::empty(stage, &label, attention)
+        };
+        Ok((model, result))
+    }
+}
+
 /// Measures `settings.batches` validation batches of `batch_size` examples; returns the
-/// report's path relative to `run_dir` and its layer-averaged measures.
-#[allow(clippy::too_many_arguments)]
-pub fn analyze_stage<B: AutodiffBackend, T: Task<B>>(
+/// analyzer that holds the measures and the example map kept for the plots.
+fn measure<B: AutodiffBackend, T: Task<B>>(
     task: &T,
     model: &Inner<B, T::Model>,
     settings: &AnalysisSpec,
     batch_size: usize,
     eval_examples: usize,
-    attention: &str,
-    run_dir: &Path,
-    stage: usize,
     device: &B::Device,
-) -> Result<(String, BTreeMap<String, f64>), RunError> {
+) -> Result<(AttentionAnalyzer, Option<AttentionMap>), RunError> {
     let examples = (settings.batches * batch_size).min(eval_examples);
     if examples == 0 {
         return Err(RunError::Config(
@@ -86,10 +134,17 @@ pub fn analyze_stage<B: AutodiffBackend, T: Task<B>>(
             )?;
         }
     }
-    let mut report = analyzer
-        .expect("at least one batch was measured")
-        .finish(attention.to_string());
-    report.example = example;
+    let analyzer = analyzer.expect("at least one batch was measured");
+    Ok((analyzer, example))
+}
+
+/// Writes `report` to `analysis/stage-<stage>.json` in `run_dir`; returns that path relative to
+/// `run_dir` and the layer-averaged measures.
+fn save(
+    report: &AttentionReport,
+    run_dir: &Path,
+    stage: usize,
+) -> Result<(String, BTreeMap<String, f64>), RunError> {
     let folder = run_dir.join("analysis");
     std::fs::create_dir_all(&folder).map_err(file_error(&folder))?;
     let relative = format!("analysis/stage-{stage}.json");

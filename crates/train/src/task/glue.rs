@@ -16,7 +16,7 @@ use super::{
     Captured, Evaluation, Inner, Task, TaskInfo, argmax_rows, class_cross_entropy,
     distillation_loss, models, subset, to_f32,
 };
-use crate::run::RunError;
+use crate::error::RunError;
 use crate::spec::{Spec, TaskSpec};
 
 /// Dev examples scored per forward pass.

@@ -13,7 +13,7 @@ use super::{
     Captured, Evaluation, Inner, Task, TaskInfo, argmax_rows, class_cross_entropy,
     distillation_loss, models, subset, to_f32,
 };
-use crate::run::RunError;
+use crate::error::RunError;
 use crate::spec::{Spec, TaskSpec};
 
 /// Validation images scored per forward pass.

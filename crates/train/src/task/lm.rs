@@ -5,120 +5,16 @@
 use std::marker::PhantomData;
 use std::path::PathBuf;
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor};
-use hedgehog_models::gpt2::Gpt2;
-use hedgehog_models::llama::Llama;
+use burn::tensor::Tensor;
+use burn::tensor::backend::AutodiffBackend;
 use hedgehog_models::tokenizer::TextTokenizer;
-use hedgehog_models::{AttentionMode, ModelError, ModelOutput};
+use hedgehog_models::{AttentionMode, ModelError};
 use hedgehog_tasks::lm::{self, CorpusSplit, TokenFile};
 
+pub use super::decoder::{Decoder, LanguageModel};
 use super::{Captured, Evaluation, Inner, Task, TaskInfo, distillation_loss, int_tensor, models};
-use crate::run::RunError;
+use crate::error::RunError;
 use crate::spec::{Spec, TaskSpec};
-
-/// What the language-modelling tasks need of a decoder.
-pub trait LanguageModel<B: Backend> {
-    /// Logits `[B, T, V]` (and captured attention when asked).
-    fn lm_forward(
-        &self,
-        tokens: Tensor<B, 2, Int>,
-        mode: AttentionMode,
-        capture: bool,
-    ) -> Result<ModelOutput<B>, ModelError>;
-
-    /// Mean cross-entropy against `targets` (row-major over `[B, T]`), through the fused head
-    /// and loss (no `[B, T, V]` logits on the CPU backend).
-    fn lm_loss(
-        &self,
-        tokens: Tensor<B, 2, Int>,
-        targets: &[Option<usize>],
-        mode: AttentionMode,
-    ) -> Result<Tensor<B, 1>, ModelError>;
-
-    /// Per-position negative log-likelihood of `targets` (0 where `None`), no gradient.
-    fn token_nll(
-        &self,
-        tokens: Tensor<B, 2, Int>,
-        targets: &[Option<usize>],
-    ) -> Result<Vec<f32>, ModelError>;
-}
-
-/// The three methods for a decoder with `forward`, `lm_loss` and `token_nll` of its own.
-macro_rules! language_model {
-    ($model:ident) => {
-        impl<B: Backend> LanguageModel<B> for $model<B> {
-            fn lm_forward(
-                &self,
-                tokens: Tensor<B, 2, Int>,
-                mode: AttentionMode,
-                capture: bool,
-            ) -> Result<ModelOutput<B>, ModelError> {
-                self.forward(tokens, None, mode, capture)
-            }
-
-            fn lm_loss(
-                &self,
-                tokens: Tensor<B, 2, Int>,
-                targets: &[Option<usize>],
-                mode: AttentionMode,
-            ) -> Result<Tensor<B, 1>, ModelError> {
-                $model::lm_loss(self, tokens, None, targets, mode)
-            }
-
-            fn token_nll(
-                &self,
-                tokens: Tensor<B, 2, Int>,
-                targets: &[Option<usize>],
-            ) -> Result<Vec<f32>, ModelError> {
-                $model::token_nll(self, tokens, targets)
-            }
-        }
-    };
-}
-
-language_model!(Gpt2);
-language_model!(Llama);
-
-/// A decoder family the causal tasks can build and train.
-pub trait Decoder<B: AutodiffBackend>:
-    LanguageModel<B>
-    + burn::module::AutodiffModule<B>
-    + hedgehog_models::checkpoint::Checkpoint<B>
-    + hedgehog_models::AttentionLayers<B>
-    + Send
-    + 'static
-{
-    /// The model for a task of `context` tokens over `vocab` ids.
-    fn build(
-        spec: &Spec,
-        context: usize,
-        vocab: usize,
-        device: &B::Device,
-    ) -> Result<Self, RunError>;
-}
-
-impl<B: AutodiffBackend> Decoder<B> for Gpt2<B> {
-    fn build(
-        spec: &Spec,
-        context: usize,
-        vocab: usize,
-        device: &B::Device,
-    ) -> Result<Self, RunError> {
-        models::gpt2(spec, context, vocab, device)
-    }
-}
-
-impl<B: AutodiffBackend> Decoder<B> for Llama<B> {
-    fn build(
-        spec: &Spec,
-        _context: usize,
-        vocab: usize,
-        device: &B::Device,
-    ) -> Result<Self, RunError> {
-        Ok(models::llama(spec, vocab, device)?.0)
-    }
-}
 
 /// The tokenizer a run's corpus is read with, and its name in cache files.
 fn tokenizer_for(spec: &Spec) -> Result<(TextTokenizer, String), RunError> {

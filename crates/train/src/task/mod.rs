@@ -5,6 +5,7 @@
 //! ([`recall`], a causal LM from scratch), GLUE ([`glue`], BERT) and image classification
 //! ([`images`], ViT).
 
+mod decoder;
 pub mod glue;
 pub mod images;
 pub mod lm;
@@ -20,7 +21,7 @@ use hedgehog_attention::distill::{self, Reduction, RowLoss};
 use hedgehog_models::checkpoint::Checkpoint;
 use hedgehog_models::{AttentionCapture, AttentionLayers, AttentionMode};
 
-use crate::run::RunError;
+use crate::error::RunError;
 
 /// The trained model's inference-mode twin (no autodiff, dropout off).
 pub type Inner<B, M> = <M as AutodiffModule<B>>::InnerModule;

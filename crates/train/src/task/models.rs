@@ -14,7 +14,7 @@ use hedgehog_models::vit::{Vit, VitConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::run::RunError;
+use crate::error::RunError;
 use crate::spec::{ModelSpec, Preset, Spec};
 
 /// The preset's config with `overrides` applied by key; a key the config does not have is an

@@ -14,7 +14,7 @@ use super::{
     Captured, Evaluation, Inner, Task, TaskInfo, argmax_rows, distillation_loss, int_tensor,
     masked_cross_entropy, models, to_f32,
 };
-use crate::run::RunError;
+use crate::error::RunError;
 use crate::spec::Spec;
 
 /// Test examples scored per forward pass.

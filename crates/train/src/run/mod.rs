@@ -1,0 +1,283 @@
+//! The pipeline behind `hedgehog run`: every point of a spec's sweep, each a run folder whose
+//! stages ([`crate::stage`]) run in turn over one model, with checkpoints and exact resume.
+//!
+//! The loop is our own rather than burn-train's `Learner`: distillation trains on per-layer
+//! attention weights with the base frozen, stages switch the model's attention in the middle of
+//! a run, and exact resume needs the data order and dropout seeds to be pure functions of
+//! (seed, stage, step), which a hand-written loop makes plain. It is built from burn's own
+//! pieces: `OptimizerAdaptor`, `GradientsAccumulator`, and `GradientsParams::to_device` for
+//! data parallelism over a device list.
+
+mod folder;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::backend::AutodiffBackend;
+use hedgehog_models::gpt2::Gpt2;
+use hedgehog_models::llama::Llama;
+
+use crate::checkpoint::{self, AdamRecord, EarlyState, Progress};
+use crate::error::write_atomic;
+use crate::metrics::MetricsLog;
+use crate::progress::Reporter;
+use crate::spec::{Family, Spec, SweepPoint, TaskSpec, Trainable};
+use crate::stage::{self, Context, StageRun};
+use crate::summary::attention_label;
+use crate::task::Task;
+use crate::task::glue::GlueTask;
+use crate::task::images::ImageTask;
+use crate::task::lm::LmTask;
+use crate::task::recall::RecallTask;
+
+pub use crate::error::RunError;
+pub use crate::summary::{RunSummary, StageResult, summary_from_json};
+use folder::Destination;
+
+/// How `run` is asked to behave.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// `results/` by default.
+    pub results_dir: PathBuf,
+    /// Continue the newest run with the same resolved spec from its last checkpoint.
+    pub resume: bool,
+    /// Print progress.
+    pub verbose: bool,
+}
+
+/// Runs every point of `spec` (its sweep, or itself) in turn on `devices` (the first one holds
+/// the model; with several, each step's batch is split across them).
+pub fn run<B: AutodiffBackend>(
+    spec: &Spec,
+    options: &RunOptions,
+    devices: &[B::Device],
+) -> Result<Vec<RunSummary>, RunError> {
+    let points = spec.expand().map_err(RunError::Config)?;
+    let total = points.len();
+    let mut summaries = Vec::with_capacity(total);
+    for (i, point) in points.iter().enumerate() {
+        if total > 1 && options.verbose {
+            println!("== sweep point {}/{total}: {}", i + 1, point.describe());
+        }
+        summaries.push(run_point::<B>(point, options, devices)?);
+    }
+    Ok(summaries)
+}
+
+/// Runs one spec (one sweep point).
+pub fn run_point<B: AutodiffBackend>(
+    point: &SweepPoint,
+    options: &RunOptions,
+    devices: &[B::Device],
+) -> Result<RunSummary, RunError> {
+    if devices.is_empty() {
+        return Err(RunError::Config("no device to run on".into()));
+    }
+    let spec = &point.spec;
+    match (&spec.task, spec.model.family) {
+        (TaskSpec::LanguageModeling { .. }, Family::Gpt2) => {
+            run_task::<B, _>(point, options, &LmTask::<Gpt2<B>>::new(spec)?, devices)
+        }
+        (TaskSpec::LanguageModeling { .. }, Family::Llama) => {
+            run_task::<B, _>(point, options, &LmTask::<Llama<B>>::new(spec)?, devices)
+        }
+        (TaskSpec::AssociativeRecall { .. }, Family::Gpt2) => {
+            run_task::<B, _>(point, options, &RecallTask::<Gpt2<B>>::new(spec)?, devices)
+        }
+        (TaskSpec::AssociativeRecall { .. }, Family::Llama) => {
+            run_task::<B, _>(point, options, &RecallTask::<Llama<B>>::new(spec)?, devices)
+        }
+        (TaskSpec::Glue { .. }, Family::Bert) => {
+            run_task::<B, _>(point, options, &GlueTask::new(spec)?, devices)
+        }
+        (TaskSpec::Images { .. }, Family::Vit) => {
+            run_task::<B, _>(point, options, &ImageTask::new(spec)?, devices)
+        }
+        (task, family) => Err(RunError::Config(format!(
+            "task {} cannot run on a {family:?} model (validated specs never get here)",
+            task.kind()
+        ))),
+    }
+}
+
+/// Where a run starts: the model, the progress and the optimiser state of its last checkpoint,
+/// or a fresh model at the beginning.
+struct Start<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> {
+    model: M,
+    progress: Progress,
+    optimizer: Option<AdamRecord<B, M>>,
+    /// Whether a checkpoint was loaded (the metrics log then continues after its step).
+    restored: bool,
+}
+
+fn run_task<B: AutodiffBackend, T: Task<B>>(
+    point: &SweepPoint,
+    options: &RunOptions,
+    task: &T,
+    devices: &[B::Device],
+) -> Result<RunSummary, RunError> {
+    let spec = &point.spec;
+    let mut reporter = Reporter::new(options.verbose);
+    let (dir, resuming) = match folder::destination(point, options)? {
+        Destination::Finished(summary) => {
+            reporter.line(format!(
+                "{} already finished: {}",
+                spec.name,
+                summary.run_dir.display()
+            ));
+            return Ok(summary);
+        }
+        Destination::Fresh(dir) => (dir, false),
+        Destination::Resume(dir) => (dir, true),
+    };
+    reporter.log_to(dir.join("log.txt"));
+    let ctx = Context {
+        spec,
+        task,
+        info: task.info(),
+        dir,
+        devices,
+    };
+    let start = start::<B, T>(&ctx, resuming, &reporter)?;
+    let resolved = serde_saphyr::to_string(spec).map_err(|e| RunError::File {
+        path: ctx.dir.join("spec.yaml"),
+        message: e.to_string(),
+    })?;
+    write_atomic(&ctx.dir.join("spec.yaml"), resolved.as_bytes())?;
+    let mut metrics = MetricsLog::open(
+        &ctx.dir,
+        start.restored.then_some(start.progress.global_step),
+    )?;
+    let parameters = start.model.num_params();
+    reporter.line(format!(
+        "run {} · {} · {parameters} parameters",
+        ctx.dir.display(),
+        ctx.info.describe
+    ));
+    let summary = |progress: &Progress, finished: bool| RunSummary {
+        name: spec.name.clone(),
+        run_dir: ctx.dir.clone(),
+        setting: spec
+            .setting
+            .clone()
+            .unwrap_or_else(|| ctx.info.setting.clone()),
+        report_table: spec.report.as_ref().map(|r| r.table),
+        glue_task: ctx.info.glue_task.clone(),
+        sweep: (!point.point.is_empty()).then(|| point.point.clone()),
+        parameters,
+        finished,
+        stages: progress.results.clone(),
+    };
+    let Start {
+        mut model,
+        mut progress,
+        mut optimizer,
+        ..
+    } = start;
+    while progress.stage < spec.stages.len() {
+        let mut run = StageRun {
+            ctx: &ctx,
+            metrics: &mut metrics,
+            progress: &mut progress,
+            reporter: &mut reporter,
+        };
+        model = run_stage(&mut run, model, optimizer.take())?;
+        write_summary(&ctx.dir, &summary(&progress, false))?;
+    }
+    folder::export_final(&ctx.dir, spec.model.pretrained.as_deref())?;
+    let done = summary(&progress, true);
+    write_summary(&ctx.dir, &done)?;
+    Ok(done)
+}
+
+/// The last checkpoint's state when resuming (a run folder without one starts over), else a
+/// freshly initialised model.
+fn start<B: AutodiffBackend, T: Task<B>>(
+    ctx: &Context<'_, B, T>,
+    resuming: bool,
+    reporter: &Reporter,
+) -> Result<Start<B, T::Model>, RunError> {
+    let (spec, device) = (ctx.spec, ctx.device());
+    let resume_from = if resuming {
+        checkpoint::checkpoints(&ctx.dir).pop()
+    } else {
+        None
+    };
+    let Some((step, path)) = resume_from else {
+        if resuming {
+            reporter.line(format!(
+                "no checkpoint in {}: starting from the beginning",
+                ctx.dir.display()
+            ));
+        }
+        // burn's initialisers draw from the backend's RNG: seed it so runs repeat.
+        B::seed(device, spec.seed);
+        return Ok(Start {
+            model: ctx.task.build_model(device)?,
+            progress: Progress::default(),
+            optimizer: None,
+            restored: false,
+        });
+    };
+    let stage_lora = std::fs::read_to_string(path.join("progress.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Progress>(&t).ok())
+        .and_then(|p| spec.stages.get(p.stage))
+        .and_then(|stage| match &stage.trainable {
+            Trainable::Lora(config) => Some(config.clone()),
+            _ => None,
+        });
+    let restored = checkpoint::load::<B, T::Model>(&path, stage_lora.as_ref(), device)?;
+    reporter.line(format!(
+        "resuming {} from checkpoint step {step} (stage {}, step {})",
+        ctx.dir.display(),
+        restored.progress.stage,
+        restored.progress.step
+    ));
+    Ok(Start {
+        model: restored.model,
+        progress: restored.progress,
+        optimizer: restored.optimizer,
+        restored: true,
+    })
+}
+
+/// Runs the stage `run.progress` stands at, from its start or from inside it (resuming), and
+/// checkpoints the model at its end.
+fn run_stage<B: AutodiffBackend, T: Task<B>>(
+    run: &mut StageRun<'_, '_, B, T>,
+    model: T::Model,
+    optimizer: Option<AdamRecord<B, T::Model>>,
+) -> Result<T::Model, RunError> {
+    let spec = run.ctx.spec;
+    let stage = &spec.stages[run.progress.stage];
+    let mut model = model;
+    // Switch attention when a stage starts (not when resuming inside it: the checkpoint
+    // already holds the switched model).
+    if run.progress.step == 0
+        && let Some(attention) = &stage.attention
+    {
+        model = stage::convert::<B, T::Model>(model, attention, &run.ctx.dir, run.ctx.device())?;
+        run.reporter.line(format!(
+            "[{}] attention → {}",
+            stage.label(),
+            attention_label(attention)
+        ));
+    }
+    let (model, result) = stage::run_stage(run, stage, model, optimizer)?;
+    let progress = &mut *run.progress;
+    progress.results.push(result);
+    progress.stage += 1;
+    progress.step = 0;
+    progress.stage_seconds = 0.0;
+    progress.early = EarlyState::default();
+    checkpoint::save::<B, T::Model>(&run.ctx.dir, &model, None, progress, spec.checkpoint.keep)?;
+    Ok(model)
+}
+
+fn write_summary(dir: &Path, summary: &RunSummary) -> Result<(), RunError> {
+    write_atomic(
+        &dir.join("summary.json"),
+        &serde_json::to_vec_pretty(summary).expect("summary serialises"),
+    )
+}

@@ -1,0 +1,113 @@
+//! What a run reports: each stage's [`StageResult`] and the run's `summary.json`
+//! ([`RunSummary`]), and the attention labels they carry.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use burn::tensor::backend::Backend;
+use hedgehog_attention::AttentionConfig;
+use hedgehog_models::checkpoint::Checkpoint;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{StageKind, StageSpec, TableId};
+
+/// One stage's outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageResult {
+    pub label: String,
+    pub kind: StageKind,
+    pub steps: usize,
+    pub final_loss: Option<f64>,
+    pub attention: String,
+    /// Validation metrics (for `analyze`: the layer-averaged measures).
+    pub metrics: BTreeMap<String, f64>,
+    /// The metric of `metrics` that tables report.
+    pub headline: Option<String>,
+    /// The row of the report table this stage fills.
+    pub row: Option<String>,
+    pub seconds: f64,
+    pub stopped_early: bool,
+    /// `analysis/stage-N.json`, relative to the run folder.
+    pub analysis: Option<String>,
+}
+
+impl StageResult {
+    /// A stage that ran no step and measured nothing yet, labelled `label`, on `attention`.
+    pub(crate) fn empty(stage: &StageSpec, label: &str, attention: String) -> Self {
+        Self {
+            label: label.to_string(),
+            kind: stage.kind,
+            steps: 0,
+            final_loss: None,
+            row: row_label(stage, &attention),
+            attention,
+            metrics: BTreeMap::new(),
+            headline: None,
+            seconds: 0.0,
+            stopped_early: false,
+            analysis: None,
+        }
+    }
+
+    pub fn headline_value(&self) -> Option<f64> {
+        self.headline
+            .as_ref()
+            .and_then(|h| self.metrics.get(h).copied())
+    }
+}
+
+/// `summary.json` of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub name: String,
+    pub run_dir: PathBuf,
+    pub setting: String,
+    pub report_table: Option<TableId>,
+    pub glue_task: Option<String>,
+    /// The sweep point (dotted key → value), if the spec has a sweep.
+    pub sweep: Option<BTreeMap<String, serde_json::Value>>,
+    pub parameters: usize,
+    pub finished: bool,
+    pub stages: Vec<StageResult>,
+}
+
+/// Parses a `summary.json`.
+pub fn summary_from_json(text: &str) -> Option<RunSummary> {
+    serde_json::from_str(text).ok()
+}
+
+/// The per-layer attention stored in a model's config (`hedgehog_attention`).
+pub(crate) fn model_attention<B: Backend, M: Checkpoint<B>>(model: &M) -> Vec<AttentionConfig> {
+    serde_json::to_value(model.checkpoint_config())
+        .ok()
+        .and_then(|config| config.get("hedgehog_attention").cloned())
+        .and_then(|value| serde_json::from_value(value).ok())
+        .unwrap_or_default()
+}
+
+/// "softmax", "Hedgehog (softmax_split)", or the per-layer labels joined by " | ".
+pub fn attention_label(attention: &[AttentionConfig]) -> String {
+    match attention.first() {
+        None => "softmax".into(),
+        Some(first) if attention.iter().all(|a| a == first) => first.label(),
+        _ => attention
+            .iter()
+            .map(AttentionConfig::label)
+            .collect::<Vec<_>>()
+            .join(" | "),
+    }
+}
+
+/// The label of the attention `model` runs.
+pub(crate) fn model_attention_label<B: Backend, M: Checkpoint<B>>(model: &M) -> String {
+    attention_label(&model_attention::<B, _>(model))
+}
+
+/// The stage's table row, with `{attention}` replaced by the attention's label (so one row
+/// spec serves every point of a sweep over maps).
+fn row_label(stage: &StageSpec, attention: &str) -> Option<String> {
+    stage
+        .row
+        .as_ref()
+        .map(|row| row.replace("{attention}", attention))
+}
