@@ -174,27 +174,7 @@ pub fn draw(figure: &Figure, runs: &[RunRecord]) -> Result<PlotFiles, AnalysisEr
         std::fs::create_dir_all(parent).map_err(AnalysisError::io(parent))?;
     }
     match figure {
-        Figure::Entropy { out, sources } => {
-            let reports = all_reports(runs, sources)?;
-            // A softmax run measures softmax itself; otherwise every report's teacher is the
-            // softmax of the same model, and their mean is the reference.
-            let softmax = reports
-                .iter()
-                .find(|r| r.attention == "softmax")
-                .and_then(|r| r.summary().teacher_entropy)
-                .or_else(|| mean(reports.iter().filter_map(|r| r.summary().teacher_entropy)))
-                .ok_or_else(|| AnalysisError::Data("no softmax entropy in the reports".into()))?;
-            let rows: Vec<(String, f64)> = reports
-                .iter()
-                .filter(|r| r.attention != "softmax")
-                .filter_map(|r| {
-                    r.summary()
-                        .student_entropy
-                        .map(|e| (r.attention.clone(), e))
-                })
-                .collect();
-            plots::entropy_bars(&rows, softmax, out)
-        }
+        Figure::Entropy { out, sources } => entropy_figure(&all_reports(runs, sources)?, out),
         Figure::Monotonicity { out, sources } => {
             plots::monotonicity_panels(&all_reports(runs, sources)?, out)
         }
@@ -221,40 +201,72 @@ pub fn draw(figure: &Figure, runs: &[RunRecord]) -> Result<PlotFiles, AnalysisEr
             stage,
             log_y,
         } => {
-            let mut chosen: Vec<&RunRecord> = runs.iter().filter(|r| &r.spec == spec).collect();
-            chosen.sort_by_key(|r| run_number(&r.run_id));
-            let mut series: Vec<Series> = Vec::new();
-            for run in chosen {
-                let label = run
-                    .summary
-                    .stages
-                    .iter()
-                    .find(|s| stage.as_ref().is_none_or(|l| &s.label == l))
-                    .map_or_else(|| run.run_id.clone(), |s| s.attention.clone());
-                for (stage_label, points) in
-                    plots::metrics_series(&run.dir.join("metrics.csv"), column)?
-                {
-                    if stage.as_ref().is_some_and(|l| l != &stage_label) || points.is_empty() {
-                        continue;
-                    }
-                    let name = if stage.is_some() {
-                        label.clone()
-                    } else {
-                        format!("{label}: {stage_label}")
-                    };
-                    // A later run with the same label replaces the earlier one.
-                    series.retain(|(n, _)| n != &name);
-                    series.push((name, points));
-                }
-            }
-            if series.is_empty() {
-                return Err(AnalysisError::Data(format!(
-                    "no run of `{spec}` has values in column `{column}`"
-                )));
-            }
+            let series = metrics_of_runs(runs, spec, column, stage.as_deref())?;
             plots::training_curves(&series, column, *log_y, out)
         }
     }
+}
+
+/// The entropy bars of the maps among `reports`, against softmax's entropy.
+fn entropy_figure(reports: &[AttentionReport], out: &Path) -> Result<PlotFiles, AnalysisError> {
+    // A softmax run measures softmax itself; otherwise every report's teacher is the
+    // softmax of the same model, and their mean is the reference.
+    let softmax = reports
+        .iter()
+        .find(|r| r.attention == "softmax")
+        .and_then(|r| r.summary().teacher_entropy)
+        .or_else(|| mean(reports.iter().filter_map(|r| r.summary().teacher_entropy)))
+        .ok_or_else(|| AnalysisError::Data("no softmax entropy in the reports".into()))?;
+    let rows: Vec<(String, f64)> = reports
+        .iter()
+        .filter(|r| r.attention != "softmax")
+        .filter_map(|r| {
+            r.summary()
+                .student_entropy
+                .map(|e| (r.attention.clone(), e))
+        })
+        .collect();
+    plots::entropy_bars(&rows, softmax, out)
+}
+
+/// `column` of the `metrics.csv` of every run of `spec`, oldest run first: one series per run
+/// labelled with its attention, or per run and stage when `stage` is None.
+fn metrics_of_runs(
+    runs: &[RunRecord],
+    spec: &str,
+    column: &str,
+    stage: Option<&str>,
+) -> Result<Vec<Series>, AnalysisError> {
+    let mut chosen: Vec<&RunRecord> = runs.iter().filter(|r| r.spec == spec).collect();
+    chosen.sort_by_key(|r| run_number(&r.run_id));
+    let mut series: Vec<Series> = Vec::new();
+    for run in chosen {
+        let label = run
+            .summary
+            .stages
+            .iter()
+            .find(|s| stage.is_none_or(|l| s.label == l))
+            .map_or_else(|| run.run_id.clone(), |s| s.attention.clone());
+        for (stage_label, points) in plots::metrics_series(&run.dir.join("metrics.csv"), column)? {
+            if stage.is_some_and(|l| l != stage_label) || points.is_empty() {
+                continue;
+            }
+            let name = if stage.is_some() {
+                label.clone()
+            } else {
+                format!("{label}: {stage_label}")
+            };
+            // A later run with the same label replaces the earlier one.
+            series.retain(|(n, _)| n != &name);
+            series.push((name, points));
+        }
+    }
+    if series.is_empty() {
+        return Err(AnalysisError::Data(format!(
+            "no run of `{spec}` has values in column `{column}`"
+        )));
+    }
+    Ok(series)
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
