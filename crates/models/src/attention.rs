@@ -9,9 +9,9 @@ use burn::tensor::{Bool, Tensor, TensorData, activation, backend::Backend};
 use hedgehog_attention::linear::{self as linear_forms, LinearState};
 use hedgehog_attention::{AttentionConfig, AttentionError, LinearAttention, softmax};
 
-use crate::common::ModelError;
+use crate::error::{ModelError, WeightError};
 use crate::lora::{Lora, LoraAdapters, LoraConfig, LoraTarget};
-use crate::weights::{Layout, WeightError, WeightVisitor};
+use crate::weights::{Layout, WeightVisitor};
 
 /// What a forward pass runs in each attention layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -13,9 +13,10 @@ use serde::de::DeserializeOwned;
 
 use hedgehog_attention::AttentionConfig;
 
-use crate::common::{AttentionLayers, ModelError};
+use crate::common::AttentionLayers;
+use crate::error::{ModelError, WeightError};
 use crate::io::{read_text, write_atomic};
-use crate::weights::{SafetensorsLoader, TensorCollector, WeightError, WeightVisitor};
+use crate::weights::{SafetensorsLoader, TensorCollector, WeightVisitor};
 
 /// Parses `dir/config.json` into a model config, naming the file and the field on error.
 pub fn read_config<C: DeserializeOwned>(dir: &Path) -> Result<C, ModelError> {

@@ -1,26 +1,15 @@
-//! Pieces every model shares: errors, outputs, norms and embeddings with their weight names.
+//! Pieces every model shares: outputs, norms and embeddings with their weight names.
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use hedgehog_attention::{AttentionConfig, AttentionError};
+use hedgehog_attention::AttentionConfig;
 
 use crate::attention::{AttentionCapture, LayerCache, SelfAttention};
-use crate::weights::{Layout, WeightError, WeightVisitor};
-
-/// Errors of building, loading or running a model.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error(transparent)]
-    Attention(#[from] AttentionError),
-    #[error(transparent)]
-    Weights(#[from] WeightError),
-    #[error("invalid model config: {0}")]
-    Config(String),
-    #[error("invalid input: {0}")]
-    Input(String),
-}
+pub use crate::error::ModelError;
+use crate::error::WeightError;
+use crate::weights::{Layout, WeightVisitor};
 
 /// What a forward pass returns: the model output and, on request, each layer's attention.
 #[derive(Debug)]

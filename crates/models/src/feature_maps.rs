@@ -4,7 +4,8 @@ use burn::tensor::backend::Backend;
 use hedgehog_attention::FeatureMap;
 use hedgehog_attention::feature_map::HeadAffine;
 
-use crate::weights::{Layout, WeightError, WeightVisitor};
+use crate::error::WeightError;
+use crate::weights::{Layout, WeightVisitor};
 
 fn map_affine<B: Backend, V: WeightVisitor<B>>(
     mut affine: HeadAffine<B>,

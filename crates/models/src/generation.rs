@@ -11,7 +11,8 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, weighted::WeightedIndex};
 
 use crate::attention::LayerCache;
-use crate::common::{CausalLm, ModelError};
+use crate::common::CausalLm;
+use crate::error::ModelError;
 
 /// How the next token is chosen from the logits.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

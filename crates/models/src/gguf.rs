@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::weights::WeightError;
+use crate::error::WeightError;
 
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]

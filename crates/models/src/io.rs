@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::weights::WeightError;
+use crate::error::WeightError;
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WeightError> {

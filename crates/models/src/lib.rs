@@ -11,6 +11,7 @@ pub mod attention;
 pub mod bert;
 pub mod checkpoint;
 pub mod common;
+mod error;
 pub mod feature_maps;
 pub mod generation;
 pub mod gguf;
@@ -23,5 +24,6 @@ pub mod vit;
 pub mod weights;
 
 pub use attention::{AttentionCapture, AttentionMode, LayerCache};
-pub use common::{AttentionLayers, CausalLm, ModelError, ModelOutput};
+pub use common::{AttentionLayers, CausalLm, ModelOutput};
+pub use error::ModelError;
 pub use lora::{LoraConfig, LoraTarget, attach_lora, lora_param_ids, merge_lora};

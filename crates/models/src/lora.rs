@@ -13,7 +13,8 @@ use burn::nn::Linear;
 use burn::tensor::{Distribution, Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AttentionLayers, ModelError};
+use crate::common::AttentionLayers;
+use crate::error::ModelError;
 
 /// A projection of the attention layer that can carry an adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

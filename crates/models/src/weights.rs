@@ -13,6 +13,8 @@ use burn::module::Param;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use safetensors::{Dtype, SafeTensors};
 
+pub use crate::error::WeightError;
+
 /// How a checkpoint stores a 2-D weight relative to ours (burn's `Linear` is `[in, out]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -20,53 +22,6 @@ pub enum Layout {
     AsIs,
     /// Stored transposed: torch `nn.Linear` is `[out, in]`.
     Transposed,
-}
-
-/// Everything that can go wrong reading or writing weights.
-#[derive(Debug, thiserror::Error)]
-pub enum WeightError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{path}: not a valid safetensors file ({reason}); re-download or re-export the checkpoint"
-    )]
-    Corrupt { path: PathBuf, reason: String },
-    #[error(
-        "{path}: missing tensor `{name}` (expected shape {expected:?}); is this checkpoint for this model family and size?"
-    )]
-    Missing {
-        path: PathBuf,
-        name: String,
-        expected: Vec<usize>,
-    },
-    #[error(
-        "{path}: tensor `{name}` has shape {found:?}, the model expects {expected:?}; check config.json against the weights"
-    )]
-    ShapeMismatch {
-        path: PathBuf,
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
-    #[error("{path}: tensor `{name}` has dtype {dtype}, only F32, F16 and BF16 are supported")]
-    UnsupportedDtype {
-        path: PathBuf,
-        name: String,
-        dtype: String,
-    },
-    #[error(
-        "{path}: {count} tensor(s) were not used by the model, e.g. {examples:?}; the checkpoint does not match the config"
-    )]
-    Unused {
-        path: PathBuf,
-        count: usize,
-        examples: Vec<String>,
-    },
-    #[error("{path}: {reason}")]
-    Config { path: PathBuf, reason: String },
 }
 
 /// Receives every parameter of a model under its checkpoint name.

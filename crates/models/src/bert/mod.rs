@@ -18,10 +18,11 @@ use crate::attention::{
     AttentionCapture, AttentionMode, Gelu, SelfAttention, SelfAttentionConfig, map_linear,
 };
 use crate::common::{
-    AttentionLayers, ModelError, check_tokens, classification_head, layer_norm, map_embedding,
-    map_layer_norm, per_layer,
+    AttentionLayers, check_tokens, classification_head, layer_norm, map_embedding, map_layer_norm,
+    per_layer,
 };
-use crate::weights::{Layout, SafetensorsLoader, WeightError, WeightVisitor};
+use crate::error::{ModelError, WeightError};
+use crate::weights::{Layout, SafetensorsLoader, WeightVisitor};
 
 fn default_epsilon() -> f64 {
     1e-12

@@ -18,10 +18,11 @@ use crate::attention::{
     AttentionMode, Gelu, LayerCache, SelfAttention, SelfAttentionConfig, map_linear,
 };
 use crate::common::{
-    AttentionLayers, CausalLm, ModelError, ModelOutput, check_tokens, layer_norm, map_embedding,
+    AttentionLayers, CausalLm, ModelOutput, check_tokens, layer_norm, map_embedding,
     map_layer_norm, per_layer,
 };
-use crate::weights::{Layout, SafetensorsLoader, WeightError, WeightVisitor};
+use crate::error::{ModelError, WeightError};
+use crate::weights::{Layout, SafetensorsLoader, WeightVisitor};
 
 fn default_epsilon() -> f64 {
     1e-5

@@ -9,10 +9,10 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use hedgehog_attention::AttentionConfig;
 
 use super::{Llama, LlamaConfig};
-use crate::common::ModelError;
+use crate::error::{ModelError, WeightError};
 use crate::gguf::GgufFile;
 use crate::tokenizer::TextTokenizer;
-use crate::weights::{Layout, WeightError, WeightVisitor};
+use crate::weights::{Layout, WeightVisitor};
 
 /// The GGUF name of an HF Llama tensor.
 fn gguf_name(hf: &str) -> Option<String> {

@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::attention::{AttentionMode, LayerCache, SelfAttention, SelfAttentionConfig, map_linear};
 use crate::common::{
-    AttentionLayers, CausalLm, ModelError, ModelOutput, check_tokens, map_embedding, per_layer,
+    AttentionLayers, CausalLm, ModelOutput, check_tokens, map_embedding, per_layer,
 };
-use crate::weights::{Layout, SafetensorsLoader, WeightError, WeightVisitor};
+use crate::error::{ModelError, WeightError};
+use crate::weights::{Layout, SafetensorsLoader, WeightVisitor};
 
 fn default_rope_theta() -> f64 {
     10000.0

@@ -13,10 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::attention::{
     AttentionCapture, AttentionMode, Gelu, SelfAttention, SelfAttentionConfig, map_linear,
 };
-use crate::common::{
-    AttentionLayers, ModelError, classification_head, layer_norm, map_layer_norm, per_layer,
-};
-use crate::weights::{Layout, SafetensorsLoader, WeightError, WeightVisitor};
+use crate::common::{AttentionLayers, classification_head, layer_norm, map_layer_norm, per_layer};
+use crate::error::{ModelError, WeightError};
+use crate::weights::{Layout, SafetensorsLoader, WeightVisitor};
 
 fn default_epsilon() -> f64 {
     1e-12
