@@ -1,15 +1,15 @@
-//! Pieces every model shares: outputs, norms and embeddings with their weight names.
+//! Pieces every model shares: outputs, the per-layer attention list, norms and heads, token
+//! checks, and the traits for decoding and for changing every attention layer alike.
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use hedgehog_attention::AttentionConfig;
 
 use crate::attention::{AttentionCapture, LayerCache, SelfAttention};
 pub use crate::error::ModelError;
-use crate::error::WeightError;
-use crate::weights::{Layout, WeightVisitor};
+pub use crate::nn_weights::{map_embedding, map_layer_norm};
 
 /// What a forward pass returns: the model output and, on request, each layer's attention.
 #[derive(Debug)]
@@ -56,28 +56,6 @@ pub fn classification_head<B: Backend>(
     // burn's initializer draws the bias from the weight's distribution too.
     head.bias = Some(Param::from_tensor(Tensor::zeros([num_labels], device)));
     head
-}
-
-/// `name.weight` → γ, `name.bias` → β.
-pub fn map_layer_norm<B: Backend, V: WeightVisitor<B>>(
-    mut norm: LayerNorm<B>,
-    visitor: &mut V,
-    name: &str,
-) -> Result<LayerNorm<B>, WeightError> {
-    norm.gamma = visitor.param(&format!("{name}.weight"), norm.gamma, Layout::AsIs)?;
-    if let Some(beta) = norm.beta.take() {
-        norm.beta = Some(visitor.param(&format!("{name}.bias"), beta, Layout::AsIs)?);
-    }
-    Ok(norm)
-}
-
-pub fn map_embedding<B: Backend, V: WeightVisitor<B>>(
-    mut embedding: Embedding<B>,
-    visitor: &mut V,
-    name: &str,
-) -> Result<Embedding<B>, WeightError> {
-    embedding.weight = visitor.param(&format!("{name}.weight"), embedding.weight, Layout::AsIs)?;
-    Ok(embedding)
 }
 
 /// Token ids must lie in the vocabulary; burn's gather would otherwise read out of bounds.

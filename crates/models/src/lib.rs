@@ -7,6 +7,7 @@
 //! - [`generation`]: greedy, top-k and top-p decoding with constant-memory linear layers.
 //! - [`lora`]: LoRA adapters on q, k, v, o of every layer ([`AttentionLayers`]), and merging.
 
+mod activation;
 pub mod attention;
 pub mod bert;
 pub mod checkpoint;
@@ -19,6 +20,8 @@ pub mod gpt2;
 mod io;
 pub mod llama;
 pub mod lora;
+mod lora_adapter;
+mod nn_weights;
 pub mod tokenizer;
 pub mod vit;
 pub mod weights;

@@ -14,14 +14,11 @@ use burn::tensor::{Bool, Int, Tensor};
 use hedgehog_attention::{AttentionConfig, lm_head};
 use serde::{Deserialize, Serialize};
 
-use crate::attention::{
-    AttentionMode, Gelu, LayerCache, SelfAttention, SelfAttentionConfig, map_linear,
-};
-use crate::common::{
-    AttentionLayers, CausalLm, ModelOutput, check_tokens, layer_norm, map_embedding,
-    map_layer_norm, per_layer,
-};
+use crate::activation::Gelu;
+use crate::attention::{AttentionMode, LayerCache, SelfAttention, SelfAttentionConfig};
+use crate::common::{AttentionLayers, CausalLm, ModelOutput, check_tokens, layer_norm, per_layer};
 use crate::error::{ModelError, WeightError};
+use crate::nn_weights::{map_embedding, map_layer_norm, map_linear};
 use crate::weights::{Layout, SafetensorsLoader, WeightVisitor};
 
 fn default_epsilon() -> f64 {

@@ -14,11 +14,10 @@ use burn::tensor::{Bool, Int, Tensor, activation};
 use hedgehog_attention::{AttentionConfig, lm_head};
 use serde::{Deserialize, Serialize};
 
-use crate::attention::{AttentionMode, LayerCache, SelfAttention, SelfAttentionConfig, map_linear};
-use crate::common::{
-    AttentionLayers, CausalLm, ModelOutput, check_tokens, map_embedding, per_layer,
-};
+use crate::attention::{AttentionMode, LayerCache, SelfAttention, SelfAttentionConfig};
+use crate::common::{AttentionLayers, CausalLm, ModelOutput, check_tokens, per_layer};
 use crate::error::{ModelError, WeightError};
+use crate::nn_weights::{map_embedding, map_linear};
 use crate::weights::{Layout, SafetensorsLoader, WeightVisitor};
 
 fn default_rope_theta() -> f64 {

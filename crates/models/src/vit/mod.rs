@@ -10,11 +10,11 @@ use burn::tensor::{Distribution, Tensor};
 use hedgehog_attention::AttentionConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::attention::{
-    AttentionCapture, AttentionMode, Gelu, SelfAttention, SelfAttentionConfig, map_linear,
-};
-use crate::common::{AttentionLayers, classification_head, layer_norm, map_layer_norm, per_layer};
+use crate::activation::Gelu;
+use crate::attention::{AttentionCapture, AttentionMode, SelfAttention, SelfAttentionConfig};
+use crate::common::{AttentionLayers, classification_head, layer_norm, per_layer};
 use crate::error::{ModelError, WeightError};
+use crate::nn_weights::{map_layer_norm, map_linear};
 use crate::weights::{Layout, SafetensorsLoader, WeightVisitor};
 
 fn default_epsilon() -> f64 {

@@ -2,89 +2,30 @@
 //! per layer, rotary embeddings and grouped-query heads for Llama-style models, a conversion
 //! mode that returns the teacher's and the student's weights, and optional LoRA adapters on
 //! the projections (see [`crate::lora`]).
+//!
+//! This file is the layer and its forward paths. Below it: what a forward is asked to run and
+//! hands back ([`capture`]), the decoding cache ([`cache`]) and RoPE ([`rotary`]). Above it, as
+//! further `impl` blocks of [`SelfAttention`]: attaching and merging LoRA (`adapters.rs`) and
+//! the layer's weight table (`weights.rs`).
+
+mod adapters;
+mod cache;
+mod capture;
+mod rotary;
+mod weights;
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::{Bool, Tensor, TensorData, activation, backend::Backend};
+use burn::tensor::{Bool, Tensor, backend::Backend};
 use hedgehog_attention::linear::{self as linear_forms, LinearState};
 use hedgehog_attention::{AttentionConfig, AttentionError, LinearAttention, softmax};
 
-use crate::error::{ModelError, WeightError};
-use crate::lora::{Lora, LoraAdapters, LoraConfig, LoraTarget};
-use crate::weights::{Layout, WeightVisitor};
-
-/// What a forward pass runs in each attention layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum AttentionMode {
-    /// The layer's configured attention (softmax or its linear map).
-    #[default]
-    Configured,
-    /// Conversion: the layer's output is the frozen softmax teacher's, and the student's linear
-    /// weights are computed beside it for the distillation loss (Hedgehog stage 1).
-    Distill,
-}
-
-/// Attention weights of one layer, returned on request: `[B, H, T, T]` each.
-#[derive(Clone, Debug)]
-pub struct AttentionCapture<B: Backend> {
-    /// Softmax weights (detached).
-    pub teacher: Tensor<B, 4>,
-    /// The linear map's weights (`None` for a softmax layer), with gradients to the maps.
-    pub student: Option<Tensor<B, 4>>,
-    /// Raw scaled scores `q·k/√d` of the teacher (detached).
-    pub scores: Tensor<B, 4>,
-    /// The linear map's unnormalised kernel `φ(q_i)·φ(k_j)` (`None` for a softmax layer),
-    /// 0 where the student's weights are masked; detached. The student's weights are its rows
-    /// divided by their sums `+ ε`.
-    pub kernel: Option<Tensor<B, 4>>,
-}
-
-/// Per-layer decoding cache: softmax keeps keys and values, linear attention its `(S, z)`.
-#[derive(Clone, Debug)]
-pub enum LayerCache<B: Backend> {
-    Empty,
-    Softmax {
-        keys: Tensor<B, 4>,
-        values: Tensor<B, 4>,
-    },
-    Linear(LinearState<B>),
-}
-
-/// Rotary position embedding (Su et al. 2021) in the HF Llama convention (`rotate_half`).
-#[derive(Module, Clone, Debug)]
-pub struct Rotary {
-    pub base: f64,
-    pub head_dim: usize,
-}
-
-impl Rotary {
-    /// Rotates `x: [B, H, T, d]` for positions `start..start+T`.
-    pub fn apply<B: Backend>(&self, x: Tensor<B, 4>, start: usize) -> Tensor<B, 4> {
-        let [b, h, t, d] = x.dims();
-        let half = d / 2;
-        let mut cos = Vec::with_capacity(t * d);
-        let mut sin = Vec::with_capacity(t * d);
-        for position in start..start + t {
-            for i in 0..d {
-                let frequency = 1.0 / self.base.powf((2 * (i % half)) as f64 / d as f64);
-                let angle = position as f64 * frequency;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
-            }
-        }
-        let device = x.device();
-        let table = |values: Vec<f64>| {
-            Tensor::<B, 4>::from_data(
-                TensorData::new(values, [1, 1, t, d]).convert::<B::FloatElem>(),
-                &device,
-            )
-        };
-        let first = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
-        let second = x.clone().slice([0..b, 0..h, 0..t, half..d]);
-        let rotated = Tensor::cat(vec![second.neg(), first], 3);
-        x * table(cos) + rotated * table(sin)
-    }
-}
+pub use self::cache::LayerCache;
+pub use self::capture::{AttentionCapture, AttentionMode};
+pub use self::rotary::Rotary;
+pub use crate::activation::Gelu;
+use crate::lora_adapter::{LoraAdapters, LoraTarget};
+pub use crate::nn_weights::map_linear;
 
 /// Sizes and options of one self-attention layer.
 #[derive(Clone, Debug)]
@@ -336,157 +277,5 @@ impl<B: Backend> SelfAttention<B> {
             }
         };
         Ok((self.merge(y), cache))
-    }
-
-    /// Attaches fresh LoRA adapters (`A` Kaiming-uniform, `B = 0`: the outputs do not change)
-    /// to the projections `config.targets` lists. Grouped key/value projections get adapters
-    /// of their own width `num_kv_heads · head_dim`.
-    pub fn attach_lora(
-        mut self,
-        config: &LoraConfig,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        config.validate()?;
-        if self.lora.is_some() {
-            return Err(ModelError::Config(
-                "this attention layer already has LoRA adapters: merge_lora before attaching new ones"
-                    .into(),
-            ));
-        }
-        self.lora = Some(LoraAdapters {
-            query: config.adapter(LoraTarget::Query, &self.query, device),
-            key: config.adapter(LoraTarget::Key, &self.key, device),
-            value: config.adapter(LoraTarget::Value, &self.value, device),
-            output: config.adapter(LoraTarget::Output, &self.output, device),
-        });
-        Ok(self)
-    }
-
-    /// Folds the adapters into the projections, `W ← W + (α / r) · A B`, and removes them; a
-    /// layer without adapters is returned as it is.
-    pub fn merge_lora(mut self) -> Self {
-        let Some(adapters) = self.lora.take() else {
-            return self;
-        };
-        let merge = |linear: Linear<B>, adapter: Option<Lora<B>>| match adapter {
-            Some(adapter) => adapter.merge_into(linear),
-            None => linear,
-        };
-        self.query = merge(self.query, adapters.query);
-        self.key = merge(self.key, adapters.key);
-        self.value = merge(self.value, adapters.value);
-        self.output = merge(self.output, adapters.output);
-        self
-    }
-
-    /// Hands the projections (and the feature maps, when `with_maps`) to `visitor`.
-    /// `names` are the checkpoint names of q, k, v, o (without `.weight`/`.bias`). LoRA
-    /// adapters are not part of the table: a checkpoint holds merged weights.
-    pub fn map_weights<V: WeightVisitor<B>>(
-        mut self,
-        visitor: &mut V,
-        names: [&str; 4],
-        layout: Layout,
-        maps_prefix: Option<&str>,
-    ) -> Result<Self, WeightError> {
-        self.query = map_linear(self.query, visitor, names[0], layout)?;
-        self.key = map_linear(self.key, visitor, names[1], layout)?;
-        self.value = map_linear(self.value, visitor, names[2], layout)?;
-        self.output = map_linear(self.output, visitor, names[3], layout)?;
-        if let Some(prefix) = maps_prefix {
-            self = self.map_feature_maps(visitor, prefix)?;
-        }
-        Ok(self)
-    }
-
-    /// The trainable or constant tensors of the feature maps, under `prefix.{query,key}_map.*`.
-    pub fn map_feature_maps<V: WeightVisitor<B>>(
-        mut self,
-        visitor: &mut V,
-        prefix: &str,
-    ) -> Result<Self, WeightError> {
-        if let Some(mut linear) = self.linear.take() {
-            linear.query_map = crate::feature_maps::map_feature_map(
-                linear.query_map,
-                visitor,
-                &format!("{prefix}.query_map"),
-            )?;
-            if let Some(key_map) = linear.key_map.take() {
-                linear.key_map = Some(crate::feature_maps::map_feature_map(
-                    key_map,
-                    visitor,
-                    &format!("{prefix}.key_map"),
-                )?);
-            }
-            self.linear = Some(linear);
-        }
-        Ok(self)
-    }
-
-    /// Multiplies the `[B, T, heads·d]` GPT-2 style fused q,k,v projection into this layer.
-    pub fn map_fused_qkv<V: WeightVisitor<B>>(
-        mut self,
-        visitor: &mut V,
-        name: &str,
-    ) -> Result<Self, WeightError> {
-        let weights = visitor.fused(
-            &format!("{name}.weight"),
-            vec![
-                self.query.weight.clone(),
-                self.key.weight.clone(),
-                self.value.weight.clone(),
-            ],
-            1,
-        )?;
-        let [q, k, v]: [_; 3] = weights.try_into().expect("three parts");
-        self.query.weight = q;
-        self.key.weight = k;
-        self.value.weight = v;
-        let biases = [
-            self.query.bias.take(),
-            self.key.bias.take(),
-            self.value.bias.take(),
-        ];
-        if let [Some(bq), Some(bk), Some(bv)] = biases {
-            let loaded = visitor.fused(&format!("{name}.bias"), vec![bq, bk, bv], 0)?;
-            let [q, k, v]: [_; 3] = loaded.try_into().expect("three parts");
-            self.query.bias = Some(q);
-            self.key.bias = Some(k);
-            self.value.bias = Some(v);
-        }
-        Ok(self)
-    }
-}
-
-/// A `Linear`'s weight and optional bias under `name.weight`, `name.bias`.
-pub fn map_linear<B: Backend, V: WeightVisitor<B>>(
-    mut linear: Linear<B>,
-    visitor: &mut V,
-    name: &str,
-    layout: Layout,
-) -> Result<Linear<B>, WeightError> {
-    linear.weight = visitor.param(&format!("{name}.weight"), linear.weight, layout)?;
-    if let Some(bias) = linear.bias.take() {
-        linear.bias = Some(visitor.param(&format!("{name}.bias"), bias, Layout::AsIs)?);
-    }
-    Ok(linear)
-}
-
-/// GELU as the checkpoints define it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Gelu {
-    /// `x Φ(x)` with the exact error function (BERT, ViT: HF `gelu`).
-    Exact,
-    /// The tanh approximation (GPT-2: HF `gelu_new`).
-    Tanh,
-}
-
-impl Gelu {
-    pub fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
-        match self {
-            Gelu::Exact => activation::gelu(x),
-            Gelu::Tanh => activation::gelu_approximate(x),
-        }
     }
 }
