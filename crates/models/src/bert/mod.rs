@@ -3,7 +3,8 @@
 //! embeddings (sentence-transformers). Names follow HF `BertModel` /
 //! `BertForSequenceClassification`.
 
-use std::path::Path;
+mod config;
+mod weights;
 
 use burn::module::Module;
 use burn::nn::{
@@ -11,108 +12,15 @@ use burn::nn::{
 };
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, activation};
-use hedgehog_attention::AttentionConfig;
-use serde::{Deserialize, Serialize};
 
 use crate::activation::Gelu;
 use crate::attention::{AttentionCapture, AttentionMode, SelfAttention, SelfAttentionConfig};
 use crate::common::{AttentionLayers, check_tokens, classification_head, layer_norm, per_layer};
-use crate::error::{ModelError, WeightError};
-use crate::nn_weights::{map_embedding, map_layer_norm, map_linear};
-use crate::weights::{Layout, SafetensorsLoader, WeightVisitor};
+use crate::error::ModelError;
 
-fn default_epsilon() -> f64 {
-    1e-12
-}
-fn default_dropout() -> f64 {
-    0.1
-}
-fn default_type_vocab() -> usize {
-    2
-}
-fn default_activation() -> String {
-    "gelu".into()
-}
-
-/// BERT hyper-parameters with HF `config.json` names (other HF keys are ignored).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BertConfig {
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub intermediate_size: usize,
-    pub max_position_embeddings: usize,
-    #[serde(default = "default_type_vocab")]
-    pub type_vocab_size: usize,
-    #[serde(default = "default_epsilon")]
-    pub layer_norm_eps: f64,
-    #[serde(default = "default_dropout")]
-    pub hidden_dropout_prob: f64,
-    #[serde(default = "default_dropout")]
-    pub attention_probs_dropout_prob: f64,
-    #[serde(default = "default_activation")]
-    pub hidden_act: String,
-    /// Classification labels (1 = regression, as for STS-B); `None` = encoder only.
-    #[serde(default)]
-    pub num_labels: Option<usize>,
-    /// HF writes the labels as `id2label`; its size is the number of labels.
-    #[serde(default, skip_serializing)]
-    id2label: Option<std::collections::BTreeMap<String, String>>,
-    #[serde(default, rename = "hedgehog_attention")]
-    pub attention: Vec<AttentionConfig>,
-}
+pub use self::config::BertConfig;
 
 impl BertConfig {
-    /// BERT-base uncased, 110M parameters (HF `bert-base-uncased`).
-    pub fn bert_base_uncased() -> Self {
-        Self::sized(30522, 12, 768, 12, 3072)
-    }
-
-    /// all-MiniLM-L6-v2: a 6-layer, 384-wide BERT, 22.7M parameters.
-    pub fn all_minilm_l6_v2() -> Self {
-        Self::sized(30522, 6, 384, 12, 1536)
-    }
-
-    fn sized(
-        vocab_size: usize,
-        layers: usize,
-        hidden: usize,
-        heads: usize,
-        intermediate: usize,
-    ) -> Self {
-        Self {
-            vocab_size,
-            hidden_size: hidden,
-            num_hidden_layers: layers,
-            num_attention_heads: heads,
-            intermediate_size: intermediate,
-            max_position_embeddings: 512,
-            type_vocab_size: 2,
-            layer_norm_eps: 1e-12,
-            hidden_dropout_prob: 0.1,
-            attention_probs_dropout_prob: 0.1,
-            hidden_act: "gelu".into(),
-            num_labels: None,
-            id2label: None,
-            attention: Vec::new(),
-        }
-    }
-
-    pub fn with_labels(mut self, num_labels: usize) -> Self {
-        self.num_labels = Some(num_labels);
-        self
-    }
-
-    pub fn with_attention(mut self, attention: Vec<AttentionConfig>) -> Self {
-        self.attention = attention;
-        self
-    }
-
-    fn labels(&self) -> Option<usize> {
-        self.num_labels.or(self.id2label.as_ref().map(|m| m.len()))
-    }
-
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Bert<B>, ModelError> {
         let (d, heads) = (self.hidden_size, self.num_attention_heads);
         if heads == 0 || !d.is_multiple_of(heads) {
@@ -307,88 +215,6 @@ impl<B: Backend> Bert<B> {
             None => hidden.mean_dim(1).reshape([b, d]),
         }
     }
-
-    pub fn map_weights<V: WeightVisitor<B>>(
-        mut self,
-        visitor: &mut V,
-        with_maps: bool,
-    ) -> Result<Self, WeightError> {
-        self.word_embeddings =
-            map_embedding(self.word_embeddings, visitor, "embeddings.word_embeddings")?;
-        self.position_embeddings = map_embedding(
-            self.position_embeddings,
-            visitor,
-            "embeddings.position_embeddings",
-        )?;
-        self.token_type_embeddings = map_embedding(
-            self.token_type_embeddings,
-            visitor,
-            "embeddings.token_type_embeddings",
-        )?;
-        self.embedding_norm = map_layer_norm(self.embedding_norm, visitor, "embeddings.LayerNorm")?;
-        self.layers = self
-            .layers
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut layer)| {
-                let p = format!("encoder.layer.{i}");
-                let s = format!("{p}.attention.self");
-                layer.attention = layer.attention.map_weights(
-                    visitor,
-                    [
-                        &format!("{s}.query"),
-                        &format!("{s}.key"),
-                        &format!("{s}.value"),
-                        &format!("{p}.attention.output.dense"),
-                    ],
-                    Layout::Transposed,
-                    with_maps
-                        .then_some(format!("{p}.attention.hedgehog"))
-                        .as_deref(),
-                )?;
-                layer.attention_norm = map_layer_norm(
-                    layer.attention_norm,
-                    visitor,
-                    &format!("{p}.attention.output.LayerNorm"),
-                )?;
-                layer.intermediate = map_linear(
-                    layer.intermediate,
-                    visitor,
-                    &format!("{p}.intermediate.dense"),
-                    Layout::Transposed,
-                )?;
-                layer.output = map_linear(
-                    layer.output,
-                    visitor,
-                    &format!("{p}.output.dense"),
-                    Layout::Transposed,
-                )?;
-                layer.output_norm =
-                    map_layer_norm(layer.output_norm, visitor, &format!("{p}.output.LayerNorm"))?;
-                Ok(layer)
-            })
-            .collect::<Result<_, WeightError>>()?;
-        self.pooler = map_linear(self.pooler, visitor, "pooler.dense", Layout::Transposed)?;
-        if let Some(classifier) = self.classifier.take() {
-            // The head sits outside the `bert.` namespace in HF checkpoints.
-            self.classifier = Some(map_linear(
-                classifier,
-                visitor,
-                "classifier",
-                Layout::Transposed,
-            )?);
-        }
-        Ok(self)
-    }
-
-    /// Loads an HF BERT checkpoint directory (or one saved by [`crate::checkpoint::save`]).
-    pub fn from_pretrained(
-        dir: impl AsRef<Path>,
-        attention: Option<Vec<AttentionConfig>>,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        crate::checkpoint::load(dir.as_ref(), attention, device)
-    }
 }
 
 impl<B: Backend> AttentionLayers<B> for Bert<B> {
@@ -409,35 +235,5 @@ impl<B: Backend> AttentionLayers<B> for Bert<B> {
             })
             .collect::<Result<_, ModelError>>()?;
         Ok(self)
-    }
-}
-
-impl<B: Backend> crate::checkpoint::Checkpoint<B> for Bert<B> {
-    type Config = BertConfig;
-
-    fn attention_of(config: &mut BertConfig) -> &mut Vec<AttentionConfig> {
-        &mut config.attention
-    }
-
-    fn from_config(config: &BertConfig, device: &B::Device) -> Result<Self, ModelError> {
-        config.init(device)
-    }
-
-    fn loader(loader: SafetensorsLoader<B>, _config: &BertConfig) -> SafetensorsLoader<B> {
-        loader
-            .with_prefix("bert.")
-            .ignoring("embeddings.position_ids")
-    }
-
-    fn checkpoint_config(&self) -> &BertConfig {
-        &self.config
-    }
-
-    fn visit_weights<V: WeightVisitor<B>>(
-        self,
-        visitor: &mut V,
-        with_maps: bool,
-    ) -> Result<Self, WeightError> {
-        self.map_weights(visitor, with_maps)
     }
 }

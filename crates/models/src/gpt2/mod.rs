@@ -2,7 +2,8 @@
 //! Shapes and names follow HF `transformers` `GPT2LMHeadModel`; nanoGPT is the readable
 //! reference for the forward pass.
 
-use std::path::Path;
+mod config;
+mod weights;
 
 use burn::module::Module;
 use burn::nn::{
@@ -11,100 +12,16 @@ use burn::nn::{
 };
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
-use hedgehog_attention::{AttentionConfig, lm_head};
-use serde::{Deserialize, Serialize};
+use hedgehog_attention::lm_head;
 
 use crate::activation::Gelu;
 use crate::attention::{AttentionMode, LayerCache, SelfAttention, SelfAttentionConfig};
 use crate::common::{AttentionLayers, CausalLm, ModelOutput, check_tokens, layer_norm, per_layer};
-use crate::error::{ModelError, WeightError};
-use crate::nn_weights::{map_embedding, map_layer_norm, map_linear};
-use crate::weights::{Layout, SafetensorsLoader, WeightVisitor};
+use crate::error::ModelError;
 
-fn default_epsilon() -> f64 {
-    1e-5
-}
-fn default_dropout() -> f64 {
-    0.1
-}
-fn default_activation() -> String {
-    "gelu_new".into()
-}
-
-/// GPT-2 hyper-parameters, with HF `config.json` field names (other HF keys are ignored).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Gpt2Config {
-    pub vocab_size: usize,
-    pub n_positions: usize,
-    pub n_embd: usize,
-    pub n_layer: usize,
-    pub n_head: usize,
-    /// MLP width; `None` = 4 · n_embd.
-    #[serde(default)]
-    pub n_inner: Option<usize>,
-    #[serde(default = "default_epsilon")]
-    pub layer_norm_epsilon: f64,
-    #[serde(default = "default_dropout")]
-    pub resid_pdrop: f64,
-    #[serde(default = "default_dropout")]
-    pub embd_pdrop: f64,
-    #[serde(default = "default_dropout")]
-    pub attn_pdrop: f64,
-    #[serde(default = "default_activation")]
-    pub activation_function: String,
-    /// Attention per layer: empty = softmax everywhere, one = the same for all, else one each.
-    #[serde(default, rename = "hedgehog_attention")]
-    pub attention: Vec<AttentionConfig>,
-}
+pub use self::config::Gpt2Config;
 
 impl Gpt2Config {
-    /// GPT-2 small, 124M parameters (HF `gpt2`).
-    pub fn gpt2() -> Self {
-        Self::sized(12, 768, 12, 1024)
-    }
-
-    /// A 6-layer, 384-wide GPT for CPU experiments (context 512).
-    pub fn gpt2_cpu_small() -> Self {
-        Self::sized(6, 384, 6, 512)
-    }
-
-    /// A 2-layer, 128-wide GPT for tests and the quick start (context 256).
-    pub fn gpt2_tiny() -> Self {
-        Self::sized(2, 128, 4, 256)
-    }
-
-    fn sized(n_layer: usize, n_embd: usize, n_head: usize, n_positions: usize) -> Self {
-        Self {
-            vocab_size: 50257,
-            n_positions,
-            n_embd,
-            n_layer,
-            n_head,
-            n_inner: None,
-            layer_norm_epsilon: 1e-5,
-            resid_pdrop: 0.1,
-            embd_pdrop: 0.1,
-            attn_pdrop: 0.1,
-            activation_function: "gelu_new".into(),
-            attention: Vec::new(),
-        }
-    }
-
-    pub fn with_attention(mut self, attention: Vec<AttentionConfig>) -> Self {
-        self.attention = attention;
-        self
-    }
-
-    fn gelu(&self) -> Result<Gelu, ModelError> {
-        match self.activation_function.as_str() {
-            "gelu_new" | "gelu_pytorch_tanh" => Ok(Gelu::Tanh),
-            "gelu" => Ok(Gelu::Exact),
-            other => Err(ModelError::Config(format!(
-                "GPT-2 activation_function `{other}` is not supported (gelu_new, gelu_pytorch_tanh, gelu)"
-            ))),
-        }
-    }
-
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Gpt2<B>, ModelError> {
         if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(ModelError::Config(format!(
@@ -297,61 +214,6 @@ impl<B: Backend> Gpt2<B> {
             targets,
         )?)
     }
-
-    /// Every parameter under its HF name; with `with_maps`, the feature maps too.
-    pub fn map_weights<V: WeightVisitor<B>>(
-        mut self,
-        visitor: &mut V,
-        with_maps: bool,
-    ) -> Result<Self, WeightError> {
-        self.wte = map_embedding(self.wte, visitor, "wte")?;
-        self.wpe = map_embedding(self.wpe, visitor, "wpe")?;
-        self.blocks = self
-            .blocks
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut block)| {
-                let p = format!("h.{i}");
-                block.ln_1 = map_layer_norm(block.ln_1, visitor, &format!("{p}.ln_1"))?;
-                // Conv1D stores [in, out] like burn's Linear: no transpose.
-                block.attn = block
-                    .attn
-                    .map_fused_qkv(visitor, &format!("{p}.attn.c_attn"))?;
-                block.attn.output = map_linear(
-                    block.attn.output,
-                    visitor,
-                    &format!("{p}.attn.c_proj"),
-                    Layout::AsIs,
-                )?;
-                if with_maps {
-                    block.attn = block
-                        .attn
-                        .map_feature_maps(visitor, &format!("{p}.attn.hedgehog"))?;
-                }
-                block.ln_2 = map_layer_norm(block.ln_2, visitor, &format!("{p}.ln_2"))?;
-                block.fc = map_linear(block.fc, visitor, &format!("{p}.mlp.c_fc"), Layout::AsIs)?;
-                block.proj = map_linear(
-                    block.proj,
-                    visitor,
-                    &format!("{p}.mlp.c_proj"),
-                    Layout::AsIs,
-                )?;
-                Ok(block)
-            })
-            .collect::<Result<_, WeightError>>()?;
-        self.ln_f = map_layer_norm(self.ln_f, visitor, "ln_f")?;
-        Ok(self)
-    }
-
-    /// Loads an HF GPT-2 checkpoint directory (`config.json` + `model.safetensors`), or one
-    /// saved by [`crate::checkpoint::save`]. `attention` overrides the checkpoint's attention.
-    pub fn from_pretrained(
-        dir: impl AsRef<Path>,
-        attention: Option<Vec<AttentionConfig>>,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        crate::checkpoint::load(dir.as_ref(), attention, device)
-    }
 }
 
 impl<B: Backend> CausalLm<B> for Gpt2<B> {
@@ -406,37 +268,5 @@ impl<B: Backend> AttentionLayers<B> for Gpt2<B> {
             })
             .collect::<Result<_, ModelError>>()?;
         Ok(self)
-    }
-}
-
-impl<B: Backend> crate::checkpoint::Checkpoint<B> for Gpt2<B> {
-    type Config = Gpt2Config;
-
-    fn attention_of(config: &mut Gpt2Config) -> &mut Vec<AttentionConfig> {
-        &mut config.attention
-    }
-
-    fn from_config(config: &Gpt2Config, device: &B::Device) -> Result<Self, ModelError> {
-        config.init(device)
-    }
-
-    fn loader(loader: SafetensorsLoader<B>, _config: &Gpt2Config) -> SafetensorsLoader<B> {
-        loader
-            .with_prefix("transformer.")
-            .ignoring(".attn.bias")
-            .ignoring(".attn.masked_bias")
-            .ignoring("lm_head.weight")
-    }
-
-    fn checkpoint_config(&self) -> &Gpt2Config {
-        &self.config
-    }
-
-    fn visit_weights<V: WeightVisitor<B>>(
-        self,
-        visitor: &mut V,
-        with_maps: bool,
-    ) -> Result<Self, WeightError> {
-        self.map_weights(visitor, with_maps)
     }
 }

@@ -2,123 +2,25 @@
 //! attention and a SwiGLU MLP. Names follow HF `LlamaForCausalLM`; SmolLM2-135M is the preset.
 //! Feature maps of a linear attention apply after RoPE (LoLCATs' convention).
 
+mod config;
 mod gguf;
-pub use gguf::gguf_tokenizer;
-
-use std::path::Path;
+mod tokenizer;
+mod weights;
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, activation};
-use hedgehog_attention::{AttentionConfig, lm_head};
-use serde::{Deserialize, Serialize};
+use hedgehog_attention::lm_head;
 
 use crate::attention::{AttentionMode, LayerCache, SelfAttention, SelfAttentionConfig};
 use crate::common::{AttentionLayers, CausalLm, ModelOutput, check_tokens, per_layer};
-use crate::error::{ModelError, WeightError};
-use crate::nn_weights::{map_embedding, map_linear};
-use crate::weights::{Layout, SafetensorsLoader, WeightVisitor};
+use crate::error::ModelError;
 
-fn default_rope_theta() -> f64 {
-    10000.0
-}
-fn default_epsilon() -> f64 {
-    1e-5
-}
-fn default_activation() -> String {
-    "silu".into()
-}
-
-fn default_rope_type() -> String {
-    "default".into()
-}
-
-/// RoPE settings as transformers ≥ 5 writes them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RopeParameters {
-    pub rope_theta: f64,
-    #[serde(default = "default_rope_type")]
-    pub rope_type: String,
-}
-
-/// Llama hyper-parameters with HF `config.json` names (other HF keys are ignored).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LlamaConfig {
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub intermediate_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    /// `None` = as many as query heads.
-    #[serde(default)]
-    pub num_key_value_heads: Option<usize>,
-    /// `None` = hidden_size / num_attention_heads.
-    #[serde(default)]
-    pub head_dim: Option<usize>,
-    #[serde(default = "default_rope_theta")]
-    pub rope_theta: f64,
-    #[serde(default = "default_epsilon")]
-    pub rms_norm_eps: f64,
-    #[serde(default)]
-    pub max_position_embeddings: Option<usize>,
-    #[serde(default)]
-    pub tie_word_embeddings: bool,
-    #[serde(default = "default_activation")]
-    pub hidden_act: String,
-    /// Must be absent: scaled RoPE variants are not implemented.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_scaling: Option<serde_json::Value>,
-    /// transformers ≥ 5 writes `rope_theta` here (`{rope_theta, rope_type}`) instead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_parameters: Option<RopeParameters>,
-    #[serde(default, rename = "hedgehog_attention")]
-    pub attention: Vec<AttentionConfig>,
-}
+pub use self::config::{LlamaConfig, RopeParameters};
+pub use self::tokenizer::gguf_tokenizer;
 
 impl LlamaConfig {
-    /// SmolLM2-135M: 30 blocks, d 576, 9 query / 3 key-value heads, rope base 1e5, vocab 49152.
-    pub fn smollm2_135m() -> Self {
-        Self {
-            vocab_size: 49152,
-            hidden_size: 576,
-            intermediate_size: 1536,
-            num_hidden_layers: 30,
-            num_attention_heads: 9,
-            num_key_value_heads: Some(3),
-            head_dim: None,
-            rope_theta: 100000.0,
-            rms_norm_eps: 1e-5,
-            max_position_embeddings: Some(8192),
-            tie_word_embeddings: true,
-            hidden_act: "silu".into(),
-            rope_scaling: None,
-            rope_parameters: None,
-            attention: Vec::new(),
-        }
-    }
-
-    pub fn with_attention(mut self, attention: Vec<AttentionConfig>) -> Self {
-        self.attention = attention;
-        self
-    }
-
-    pub fn kv_heads(&self) -> usize {
-        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
-    }
-
-    pub fn head_size(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
-    }
-
-    /// The RoPE base, from `rope_parameters` when present.
-    pub fn rope_base(&self) -> f64 {
-        self.rope_parameters
-            .as_ref()
-            .map_or(self.rope_theta, |p| p.rope_theta)
-    }
-
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Llama<B>, ModelError> {
         if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
             return Err(ModelError::Config(
@@ -328,77 +230,6 @@ impl<B: Backend> Llama<B> {
             .ok_or_else(|| ModelError::Config("token_nll needs an LM head without bias".into()))?;
         Ok(lm_head::nll(normed, weight, targets)?)
     }
-
-    pub fn map_weights<V: WeightVisitor<B>>(
-        mut self,
-        visitor: &mut V,
-        with_maps: bool,
-    ) -> Result<Self, WeightError> {
-        self.embed_tokens = map_embedding(self.embed_tokens, visitor, "model.embed_tokens")?;
-        self.layers = self
-            .layers
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut layer)| {
-                let p = format!("model.layers.{i}");
-                let a = format!("{p}.self_attn");
-                layer.input_norm.gamma = visitor.param(
-                    &format!("{p}.input_layernorm.weight"),
-                    layer.input_norm.gamma,
-                    Layout::AsIs,
-                )?;
-                layer.attention = layer.attention.map_weights(
-                    visitor,
-                    [
-                        &format!("{a}.q_proj"),
-                        &format!("{a}.k_proj"),
-                        &format!("{a}.v_proj"),
-                        &format!("{a}.o_proj"),
-                    ],
-                    Layout::Transposed,
-                    with_maps.then_some(format!("{a}.hedgehog")).as_deref(),
-                )?;
-                layer.post_attention_norm.gamma = visitor.param(
-                    &format!("{p}.post_attention_layernorm.weight"),
-                    layer.post_attention_norm.gamma,
-                    Layout::AsIs,
-                )?;
-                layer.gate = map_linear(
-                    layer.gate,
-                    visitor,
-                    &format!("{p}.mlp.gate_proj"),
-                    Layout::Transposed,
-                )?;
-                layer.up = map_linear(
-                    layer.up,
-                    visitor,
-                    &format!("{p}.mlp.up_proj"),
-                    Layout::Transposed,
-                )?;
-                layer.down = map_linear(
-                    layer.down,
-                    visitor,
-                    &format!("{p}.mlp.down_proj"),
-                    Layout::Transposed,
-                )?;
-                Ok(layer)
-            })
-            .collect::<Result<_, WeightError>>()?;
-        self.norm.gamma = visitor.param("model.norm.weight", self.norm.gamma, Layout::AsIs)?;
-        if let Some(head) = self.lm_head.take() {
-            self.lm_head = Some(map_linear(head, visitor, "lm_head", Layout::Transposed)?);
-        }
-        Ok(self)
-    }
-
-    /// Loads an HF Llama checkpoint directory (or one saved by [`crate::checkpoint::save`]).
-    pub fn from_pretrained(
-        dir: impl AsRef<Path>,
-        attention: Option<Vec<AttentionConfig>>,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        crate::checkpoint::load(dir.as_ref(), attention, device)
-    }
 }
 
 impl<B: Backend> CausalLm<B> for Llama<B> {
@@ -455,37 +286,5 @@ impl<B: Backend> AttentionLayers<B> for Llama<B> {
             })
             .collect::<Result<_, ModelError>>()?;
         Ok(self)
-    }
-}
-
-impl<B: Backend> crate::checkpoint::Checkpoint<B> for Llama<B> {
-    type Config = LlamaConfig;
-
-    fn attention_of(config: &mut LlamaConfig) -> &mut Vec<AttentionConfig> {
-        &mut config.attention
-    }
-
-    fn from_config(config: &LlamaConfig, device: &B::Device) -> Result<Self, ModelError> {
-        config.init(device)
-    }
-
-    fn loader(loader: SafetensorsLoader<B>, config: &LlamaConfig) -> SafetensorsLoader<B> {
-        if config.tie_word_embeddings {
-            loader.ignoring("lm_head.weight")
-        } else {
-            loader
-        }
-    }
-
-    fn checkpoint_config(&self) -> &LlamaConfig {
-        &self.config
-    }
-
-    fn visit_weights<V: WeightVisitor<B>>(
-        self,
-        visitor: &mut V,
-        with_maps: bool,
-    ) -> Result<Self, WeightError> {
-        self.map_weights(visitor, with_maps)
     }
 }

@@ -1,113 +1,22 @@
 //! ViT (Dosovitskiy et al. 2021): patch embedding, [CLS] token, learned positions, pre-LN
 //! encoder, classifier on the final [CLS]. Names follow HF `ViTForImageClassification`.
 
-use std::path::Path;
+mod config;
+mod weights;
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
-use hedgehog_attention::AttentionConfig;
-use serde::{Deserialize, Serialize};
 
 use crate::activation::Gelu;
 use crate::attention::{AttentionCapture, AttentionMode, SelfAttention, SelfAttentionConfig};
 use crate::common::{AttentionLayers, classification_head, layer_norm, per_layer};
-use crate::error::{ModelError, WeightError};
-use crate::nn_weights::{map_layer_norm, map_linear};
-use crate::weights::{Layout, SafetensorsLoader, WeightVisitor};
+use crate::error::ModelError;
 
-fn default_epsilon() -> f64 {
-    1e-12
-}
-fn default_dropout() -> f64 {
-    0.0
-}
-fn default_true() -> bool {
-    true
-}
-fn default_activation() -> String {
-    "gelu".into()
-}
-
-/// ViT hyper-parameters with HF `config.json` names (other HF keys are ignored).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct VitConfig {
-    pub image_size: usize,
-    pub patch_size: usize,
-    pub num_channels: usize,
-    pub hidden_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub intermediate_size: usize,
-    #[serde(default = "default_epsilon")]
-    pub layer_norm_eps: f64,
-    #[serde(default = "default_dropout")]
-    pub hidden_dropout_prob: f64,
-    #[serde(default = "default_dropout")]
-    pub attention_probs_dropout_prob: f64,
-    #[serde(default = "default_true")]
-    pub qkv_bias: bool,
-    #[serde(default = "default_activation")]
-    pub hidden_act: String,
-    #[serde(default)]
-    pub num_labels: Option<usize>,
-    #[serde(default, skip_serializing)]
-    id2label: Option<std::collections::BTreeMap<String, String>>,
-    #[serde(default, rename = "hedgehog_attention")]
-    pub attention: Vec<AttentionConfig>,
-}
+pub use self::config::VitConfig;
 
 impl VitConfig {
-    /// ViT-B/16 at 224×224 with the ImageNet-1k head, 86.6M parameters.
-    pub fn vit_base_patch16_224() -> Self {
-        Self::sized(224, 16, 3, 768, 12, 12, 3072, 1000)
-    }
-
-    /// A 4-layer, 128-wide ViT on 28×28 single-channel images (MNIST), patch 7.
-    pub fn vit_tiny_28() -> Self {
-        Self::sized(28, 7, 1, 128, 4, 4, 256, 10)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn sized(
-        image_size: usize,
-        patch_size: usize,
-        num_channels: usize,
-        hidden: usize,
-        layers: usize,
-        heads: usize,
-        intermediate: usize,
-        labels: usize,
-    ) -> Self {
-        Self {
-            image_size,
-            patch_size,
-            num_channels,
-            hidden_size: hidden,
-            num_hidden_layers: layers,
-            num_attention_heads: heads,
-            intermediate_size: intermediate,
-            layer_norm_eps: 1e-12,
-            hidden_dropout_prob: 0.0,
-            attention_probs_dropout_prob: 0.0,
-            qkv_bias: true,
-            hidden_act: "gelu".into(),
-            num_labels: Some(labels),
-            id2label: None,
-            attention: Vec::new(),
-        }
-    }
-
-    pub fn with_attention(mut self, attention: Vec<AttentionConfig>) -> Self {
-        self.attention = attention;
-        self
-    }
-
-    pub fn num_patches(&self) -> usize {
-        (self.image_size / self.patch_size).pow(2)
-    }
-
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Vit<B>, ModelError> {
         let (d, heads) = (self.hidden_size, self.num_attention_heads);
         if heads == 0 || !d.is_multiple_of(heads) {
@@ -315,88 +224,6 @@ impl<B: Backend> Vit<B> {
             attention,
         })
     }
-
-    pub fn map_weights<V: WeightVisitor<B>>(
-        mut self,
-        visitor: &mut V,
-        with_maps: bool,
-    ) -> Result<Self, WeightError> {
-        let e = "embeddings";
-        self.cls_token = visitor.param(&format!("{e}.cls_token"), self.cls_token, Layout::AsIs)?;
-        self.position_embeddings = visitor.param(
-            &format!("{e}.position_embeddings"),
-            self.position_embeddings,
-            Layout::AsIs,
-        )?;
-        self.patch_projection = visitor.param(
-            &format!("{e}.patch_embeddings.projection.weight"),
-            self.patch_projection,
-            Layout::AsIs,
-        )?;
-        self.patch_bias = visitor.param(
-            &format!("{e}.patch_embeddings.projection.bias"),
-            self.patch_bias,
-            Layout::AsIs,
-        )?;
-        self.layers = self
-            .layers
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut layer)| {
-                let p = format!("encoder.layer.{i}");
-                let a = format!("{p}.attention.attention");
-                layer.norm_before =
-                    map_layer_norm(layer.norm_before, visitor, &format!("{p}.layernorm_before"))?;
-                layer.attention = layer.attention.map_weights(
-                    visitor,
-                    [
-                        &format!("{a}.query"),
-                        &format!("{a}.key"),
-                        &format!("{a}.value"),
-                        &format!("{p}.attention.output.dense"),
-                    ],
-                    Layout::Transposed,
-                    with_maps
-                        .then_some(format!("{p}.attention.hedgehog"))
-                        .as_deref(),
-                )?;
-                layer.norm_after =
-                    map_layer_norm(layer.norm_after, visitor, &format!("{p}.layernorm_after"))?;
-                layer.intermediate = map_linear(
-                    layer.intermediate,
-                    visitor,
-                    &format!("{p}.intermediate.dense"),
-                    Layout::Transposed,
-                )?;
-                layer.output = map_linear(
-                    layer.output,
-                    visitor,
-                    &format!("{p}.output.dense"),
-                    Layout::Transposed,
-                )?;
-                Ok(layer)
-            })
-            .collect::<Result<_, WeightError>>()?;
-        self.final_norm = map_layer_norm(self.final_norm, visitor, "layernorm")?;
-        if let Some(classifier) = self.classifier.take() {
-            self.classifier = Some(map_linear(
-                classifier,
-                visitor,
-                "classifier",
-                Layout::Transposed,
-            )?);
-        }
-        Ok(self)
-    }
-
-    /// Loads an HF ViT checkpoint directory (or one saved by [`crate::checkpoint::save`]).
-    pub fn from_pretrained(
-        dir: impl AsRef<Path>,
-        attention: Option<Vec<AttentionConfig>>,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        crate::checkpoint::load(dir.as_ref(), attention, device)
-    }
 }
 
 impl<B: Backend> AttentionLayers<B> for Vit<B> {
@@ -417,36 +244,5 @@ impl<B: Backend> AttentionLayers<B> for Vit<B> {
             })
             .collect::<Result<_, ModelError>>()?;
         Ok(self)
-    }
-}
-
-impl<B: Backend> crate::checkpoint::Checkpoint<B> for Vit<B> {
-    type Config = VitConfig;
-
-    fn attention_of(config: &mut VitConfig) -> &mut Vec<AttentionConfig> {
-        &mut config.attention
-    }
-
-    fn from_config(config: &VitConfig, device: &B::Device) -> Result<Self, ModelError> {
-        config.init(device)
-    }
-
-    fn loader(loader: SafetensorsLoader<B>, _config: &VitConfig) -> SafetensorsLoader<B> {
-        loader
-            .with_prefix("vit.")
-            .ignoring("pooler.dense.weight")
-            .ignoring("pooler.dense.bias")
-    }
-
-    fn checkpoint_config(&self) -> &VitConfig {
-        &self.config
-    }
-
-    fn visit_weights<V: WeightVisitor<B>>(
-        self,
-        visitor: &mut V,
-        with_maps: bool,
-    ) -> Result<Self, WeightError> {
-        self.map_weights(visitor, with_maps)
     }
 }
