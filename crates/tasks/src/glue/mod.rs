@@ -160,11 +160,17 @@ impl GlueTask {
         // The official MRPC files start with a UTF-8 byte-order mark.
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         if self == Self::Cola {
-            return self.load_cola(&path, text);
+            self.load_cola(&path, text)
+        } else {
+            self.load_with_header(&path, text)
         }
+    }
+
+    /// The rows of a task file with a header row, its columns found by name.
+    fn load_with_header(self, path: &Path, text: &str) -> Result<Vec<GlueExample>, DataError> {
         let mut lines = text.lines().enumerate();
         let (_, header) = lines.next().ok_or_else(|| DataError::Invalid {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason: "empty file; expected a header row".into(),
         })?;
         let header: Vec<&str> = header.split('\t').collect();
@@ -174,7 +180,7 @@ impl GlueTask {
                 .iter()
                 .position(|h| *h == name)
                 .ok_or_else(|| DataError::Invalid {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     reason: format!(
                         "no `{name}` column in the header {header:?}; is this the GLUE {} file?",
                         self.folder()
@@ -195,7 +201,7 @@ impl GlueTask {
             }
             let fields: Vec<&str> = line.split('\t').collect();
             let malformed = |reason: String| DataError::Malformed {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 line: number + 1,
                 reason,
             };
