@@ -6,6 +6,9 @@
 //! - [`weights`], [`checkpoint`]: name-mapped weight IO; saving converted models.
 //! - [`generation`]: greedy, top-k and top-p decoding with constant-memory linear layers.
 //! - [`lora`]: LoRA adapters on q, k, v, o of every layer ([`AttentionLayers`]), and merging.
+//! - [`common`]: what every model shares (outputs, norms, heads, the decoding and per-layer traits).
+//!
+//! Each module imports only the ones below it; the order is in the crate's README.
 
 mod activation;
 pub mod attention;

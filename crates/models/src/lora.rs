@@ -1,6 +1,6 @@
 //! LoRA on a whole model: attaching adapters to every attention layer, merging them back into
 //! the weights, and listing their parameters for training. The adapter itself (its config, the
-//! low-rank update and its init) is [`crate::lora_adapter`]'s; its names are re-exported here.
+//! low-rank update and its init) is in `lora_adapter.rs`; its names are re-exported here.
 
 use burn::module::ParamId;
 use burn::tensor::backend::Backend;

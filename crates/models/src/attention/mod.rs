@@ -4,7 +4,7 @@
 //! the projections (see [`crate::lora`]).
 //!
 //! This file is the layer and its forward paths. Below it: what a forward is asked to run and
-//! hands back ([`capture`]), the decoding cache ([`cache`]) and RoPE ([`rotary`]). Above it, as
+//! hands back (`capture.rs`), the decoding cache (`cache.rs`) and RoPE (`rotary.rs`). Above it, as
 //! further `impl` blocks of [`SelfAttention`]: attaching and merging LoRA (`adapters.rs`) and
 //! the layer's weight table (`weights.rs`).
 

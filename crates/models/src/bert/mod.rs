@@ -20,6 +20,7 @@ use crate::error::ModelError;
 
 pub use self::config::BertConfig;
 
+// Building lives beside the model rather than in `config.rs`, so the config needs nothing of it.
 impl BertConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Bert<B>, ModelError> {
         let (d, heads) = (self.hidden_size, self.num_attention_heads);

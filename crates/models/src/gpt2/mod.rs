@@ -21,6 +21,7 @@ use crate::error::ModelError;
 
 pub use self::config::Gpt2Config;
 
+// Building lives beside the model rather than in `config.rs`, so the config needs nothing of it.
 impl Gpt2Config {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Gpt2<B>, ModelError> {
         if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {

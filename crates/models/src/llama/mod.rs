@@ -20,6 +20,7 @@ use crate::error::ModelError;
 pub use self::config::{LlamaConfig, RopeParameters};
 pub use self::tokenizer::gguf_tokenizer;
 
+// Building lives beside the model rather than in `config.rs`, so the config needs nothing of it.
 impl LlamaConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Llama<B>, ModelError> {
         if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {

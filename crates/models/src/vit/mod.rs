@@ -16,6 +16,7 @@ use crate::error::ModelError;
 
 pub use self::config::VitConfig;
 
+// Building lives beside the model rather than in `config.rs`, so the config needs nothing of it.
 impl VitConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Vit<B>, ModelError> {
         let (d, heads) = (self.hidden_size, self.num_attention_heads);
