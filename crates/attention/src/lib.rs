@@ -18,7 +18,9 @@ pub mod feature_map;
 pub mod kernels;
 pub mod linear;
 pub mod lm_head;
+mod reference;
 pub mod softmax;
+mod types;
 
 pub use attention::{AttentionConfig, LinearAttention};
 pub use error::AttentionError;

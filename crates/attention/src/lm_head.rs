@@ -5,11 +5,11 @@
 //! [`Kernels::lm_head_loss`](crate::kernels::Kernels::lm_head_loss)); this is where ~90% of a
 //! small model's training step went.
 
-use burn::tensor::{Int, Tensor, TensorData, activation, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
 
-use crate::AttentionError;
-use crate::error::config_error;
+use crate::error::{AttentionError, config_error};
 use crate::kernels;
+use crate::reference::lm_head::logits_nll;
 
 fn check<B: Backend>(
     hidden: &Tensor<B, 2>,
@@ -95,58 +95,4 @@ pub fn nll<B: Backend>(
 ) -> Result<Vec<f32>, AttentionError> {
     check(&hidden, &weight, targets)?;
     Ok(kernels::for_backend::<B>().lm_head_nll(hidden.detach(), weight.detach(), targets))
-}
-
-/// `−log softmax(h Wᵀ)[t]` per token `[N]` (0 where unscored), and the scored count.
-fn composed_token_nll<B: Backend>(
-    hidden: Tensor<B, 2>,
-    weight: Tensor<B, 2>,
-    targets: &[Option<usize>],
-) -> (Tensor<B, 1>, usize) {
-    logits_nll(hidden.matmul(weight.transpose()), targets) // [N, V] logits
-}
-
-fn logits_nll<B: Backend>(
-    logits: Tensor<B, 2>,
-    targets: &[Option<usize>],
-) -> (Tensor<B, 1>, usize) {
-    let n = targets.len();
-    let device = logits.device();
-    let indices: Vec<i64> = targets.iter().map(|t| t.unwrap_or(0) as i64).collect();
-    let keep: Vec<f32> = targets.iter().map(|t| f32::from(t.is_some())).collect();
-    let indices = Tensor::<B, 2, Int>::from_data(
-        TensorData::new(indices, [n, 1]).convert::<B::IntElem>(),
-        &device,
-    );
-    let keep = Tensor::<B, 1>::from_data(
-        TensorData::new(keep, [n]).convert::<B::FloatElem>(),
-        &device,
-    );
-    let picked = activation::log_softmax(logits, 1)
-        .gather(1, indices)
-        .reshape([n]);
-    (picked.neg() * keep, targets.iter().flatten().count())
-}
-
-/// The composed loss (the reference behind [`cross_entropy`]): logits, log-softmax, gather.
-pub(crate) fn composed_loss<B: Backend>(
-    hidden: Tensor<B, 2>,
-    weight: Tensor<B, 2>,
-    targets: &[Option<usize>],
-) -> Tensor<B, 1> {
-    let (nll, scored) = composed_token_nll(hidden, weight, targets);
-    nll.sum().div_scalar(scored.max(1) as f64)
-}
-
-pub(crate) fn composed_nll<B: Backend>(
-    hidden: Tensor<B, 2>,
-    weight: Tensor<B, 2>,
-    targets: &[Option<usize>],
-) -> Vec<f32> {
-    composed_token_nll(hidden, weight, targets)
-        .0
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .expect("f32 values")
 }

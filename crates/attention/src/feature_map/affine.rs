@@ -3,6 +3,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use crate::AttentionError;
 use crate::error::config_error;
+use crate::reference::maps::affine;
 
 /// The trainable `y = xW + b` inside Hedgehog and T2R: one `(W, b)` per head, or one shared by
 /// all heads (stored with a leading head axis of 1 and broadcast).
@@ -82,21 +83,6 @@ impl<B: Backend> HeadAffine<B> {
 
     /// `x: [B, H, T, d]` → `xW + b: [B, H, T, d']`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        apply(x, self.weight.val(), self.bias.val())
+        affine(x, self.weight.val(), self.bias.val())
     }
-}
-
-/// `x: [B, H, T, d]`, `weight: [H_w, d, d']`, `bias: [H_w, 1, d']` → `xW + b: [B, H, T, d']`,
-/// a shared `(W, b)` (`H_w = 1`) broadcast over heads.
-pub(crate) fn apply<B: Backend>(
-    x: Tensor<B, 4>,
-    weight: Tensor<B, 3>,
-    bias: Tensor<B, 3>,
-) -> Tensor<B, 4> {
-    let [b, h, _, _] = x.dims();
-    let [wh, d, out] = weight.dims();
-    let heads = if wh == 1 { h } else { wh };
-    let weight = weight.unsqueeze_dim::<4>(0).expand([b, heads, d, out]);
-    let bias = bias.unsqueeze_dim::<4>(0); // [1, H_w, 1, d']
-    x.matmul(weight) + bias
 }

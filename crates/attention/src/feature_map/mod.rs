@@ -17,21 +17,19 @@ mod taylor;
 pub use affine::HeadAffine;
 pub use cosformer::CosFormer;
 pub use elu::EluPlusOne;
-pub(crate) use elu::composed as composed_elu;
 pub use exp::ExpMap;
-pub(crate) use hedgehog::composed as composed_hedgehog;
 pub use hedgehog::{Hedgehog, HedgehogActivation};
 pub use performer::Performer;
 pub use relu::ReluMap;
 pub use t2r::T2r;
 pub use taylor::Taylor;
-pub(crate) use taylor::{composed as composed_taylor, feature_dim as taylor_feature_dim};
 
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 
-use crate::AttentionError;
+use crate::error::AttentionError;
+use crate::reference::maps::taylor_feature_dim;
 
 /// Which side of `φ(q)·φ(k)` a map is applied to.
 ///
@@ -124,7 +122,7 @@ impl FeatureMapConfig {
             Self::Elu | Self::Relu | Self::Exp { .. } => head_dim,
             Self::Performer { num_features, .. } => *num_features,
             Self::Cosformer { .. } => 2 * head_dim,
-            Self::Taylor { compressed } => taylor::feature_dim(head_dim, *compressed),
+            Self::Taylor { compressed } => taylor_feature_dim(head_dim, *compressed),
             Self::Hedgehog { feature_dim, .. } => 2 * feature_dim,
             Self::T2r { feature_dim, .. } => *feature_dim,
         }

@@ -17,8 +17,7 @@ use super::host::{self, Cpu};
 use super::{
     Fused, Kernels, LinearInputs, SoftmaxInputs, hedgehog, linear, lm_head, softmax, taylor,
 };
-use crate::feature_map::HedgehogActivation;
-use crate::linear::LinearState;
+use crate::types::{HedgehogActivation, LinearState};
 
 /// The CPU backend with gradients.
 pub type CpuAutodiff = Autodiff<Cpu>;

@@ -13,8 +13,7 @@ use super::simd;
 use super::{
     Fused, Kernels, LinearInputs, SoftmaxInputs, hedgehog, linear, lm_head, softmax, taylor,
 };
-use crate::feature_map::HedgehogActivation;
-use crate::linear::LinearState;
+use crate::types::{HedgehogActivation, LinearState};
 
 /// The primitives of a linear-attention call.
 #[derive(Clone, Debug)]

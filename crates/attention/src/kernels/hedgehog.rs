@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::matmul::{Mat, MatMut, matmul};
 use super::simd;
-use crate::feature_map::HedgehogActivation;
+use crate::types::HedgehogActivation;
 
 /// Sizes: `x: [B, H, T, d]`, `W: [H_w, d, d']` (`H_w` = H or 1), output `[B, H, T, 2d']`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

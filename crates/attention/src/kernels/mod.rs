@@ -32,34 +32,12 @@ mod taylor;
 use std::any::Any;
 use std::sync::OnceLock;
 
-use burn::tensor::{Bool, Tensor, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
 
-use crate::feature_map::HedgehogActivation;
-use crate::linear::LinearState;
+use crate::reference;
+use crate::types::{HedgehogActivation, LinearState};
+pub use crate::types::{LinearInputs, SoftmaxInputs};
 use host::Cpu;
-
-/// Inputs of a linear-attention call: `fq, fk: [B, H, T, F]`, `v: [B, H, T, dv]`, the padding
-/// mask `[B, T]` (true = padding), and `ε` of the normaliser. Shapes are checked by the callers
-/// in [`crate::linear`].
-#[derive(Clone, Debug)]
-pub struct LinearInputs<B: Backend> {
-    pub fq: Tensor<B, 4>,
-    pub fk: Tensor<B, 4>,
-    pub v: Tensor<B, 4>,
-    pub key_padding: Option<Tensor<B, 2, Bool>>,
-    pub eps: f64,
-}
-
-/// Inputs of a softmax-attention call: `q: [B, H, Tq, d]`, `k: [B, H, Tk, d]`,
-/// `v: [B, H, Tk, dv]` (unused by [`Kernels::softmax_weights`]), padding `[B, Tk]`.
-#[derive(Clone, Debug)]
-pub struct SoftmaxInputs<B: Backend> {
-    pub q: Tensor<B, 4>,
-    pub k: Tensor<B, 4>,
-    pub v: Tensor<B, 4>,
-    pub causal: bool,
-    pub key_padding: Option<Tensor<B, 2, Bool>>,
-}
 
 /// The hot operations of the workspace; the defaults are the composed reference code.
 pub trait Kernels<B: Backend>: Send + Sync {
@@ -72,7 +50,7 @@ pub trait Kernels<B: Backend>: Send + Sync {
         chunk_size: usize,
         with_state: bool,
     ) -> (Tensor<B, 4>, Option<LinearState<B>>) {
-        let (y, state) = crate::linear::composed_chunked(inputs, chunk_size, initial_state);
+        let (y, state) = reference::linear::chunked(inputs, chunk_size, initial_state);
         (y, with_state.then_some(state))
     }
 
@@ -82,7 +60,7 @@ pub trait Kernels<B: Backend>: Send + Sync {
         inputs: LinearInputs<B>,
         with_state: bool,
     ) -> (Tensor<B, 4>, Option<LinearState<B>>) {
-        let (y, state) = crate::linear::composed_parallel(inputs);
+        let (y, state) = reference::linear::parallel(inputs);
         (y, with_state.then_some(state))
     }
 
@@ -95,7 +73,7 @@ pub trait Kernels<B: Backend>: Send + Sync {
         v: Tensor<B, 3>,
         eps: f64,
     ) -> (Tensor<B, 3>, LinearState<B>) {
-        crate::linear::composed_recurrent_step(state, fq, fk, v, eps)
+        reference::linear::recurrent_step(state, fq, fk, v, eps)
     }
 
     /// Hedgehog's `[σ(xW + b), σ(−(xW + b))]`: `x: [B, H, T, d]`, `weight: [H_w, d, d']`,
@@ -107,29 +85,29 @@ pub trait Kernels<B: Backend>: Send + Sync {
         bias: Tensor<B, 3>,
         activation: HedgehogActivation,
     ) -> Tensor<B, 4> {
-        crate::feature_map::composed_hedgehog(x, weight, bias, activation)
+        reference::maps::hedgehog(x, weight, bias, activation)
     }
 
     /// `elu(x) + 1`: `x + 1` for `x > 0`, `exp(x)` otherwise.
     fn elu_plus_one(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        crate::feature_map::composed_elu(x)
+        reference::maps::elu_plus_one(x)
     }
 
     /// Taylor-2's `[1, x/d^{1/4}, x⊗x/(√2·√d)]` (`compressed`: the upper triangle of `x⊗x`
     /// with off-diagonal terms scaled by √2): `[B, H, T, d]` → `[B, H, T, F]`.
     fn taylor(&self, x: Tensor<B, 4>, compressed: bool) -> Tensor<B, 4> {
-        crate::feature_map::composed_taylor(x, compressed)
+        reference::maps::taylor(x, compressed)
     }
 
     /// Softmax attention's output `[B, H, Tq, dv]`, with dropout of probability
     /// `dropout` on the weights when the backend tracks gradients (training).
     fn softmax_attention(&self, inputs: SoftmaxInputs<B>, dropout: f64) -> Tensor<B, 4> {
-        crate::softmax::composed_attention(inputs, dropout)
+        reference::softmax::attention(inputs, dropout)
     }
 
     /// Softmax attention's weights `[B, H, Tq, Tk]`.
     fn softmax_weights(&self, inputs: SoftmaxInputs<B>) -> Tensor<B, 4> {
-        crate::softmax::composed_weights(inputs)
+        reference::softmax::weights(inputs)
     }
 
     /// Mean cross-entropy of the tied or untied LM head `logits = hidden · weightᵀ`
@@ -140,7 +118,7 @@ pub trait Kernels<B: Backend>: Send + Sync {
         weight: Tensor<B, 2>,
         targets: &[Option<usize>],
     ) -> Tensor<B, 1> {
-        crate::lm_head::composed_loss(hidden, weight, targets)
+        reference::lm_head::loss(hidden, weight, targets)
     }
 
     /// Per-token negative log-likelihood of the LM head, `[N]` (0 where the target is `None`);
@@ -151,7 +129,7 @@ pub trait Kernels<B: Backend>: Send + Sync {
         weight: Tensor<B, 2>,
         targets: &[Option<usize>],
     ) -> Vec<f32> {
-        crate::lm_head::composed_nll(hidden, weight, targets)
+        reference::lm_head::nll(hidden, weight, targets)
     }
 }
 

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 /// Width of the features of a `d`-wide input.
 pub fn feature_dim(d: usize, compressed: bool) -> usize {
-    crate::feature_map::taylor_feature_dim(d, compressed)
+    crate::reference::maps::taylor_feature_dim(d, compressed)
 }
 
 fn scales(d: usize) -> (f32, f32, f32) {
