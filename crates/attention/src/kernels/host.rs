@@ -5,10 +5,14 @@ use std::borrow::Cow;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Shape, Tensor, TensorData, TensorMetadata, TensorPrimitive};
+use burn_autodiff::Autodiff;
 use burn_ndarray::{NdArray, NdArrayTensor};
 
 /// The CPU backend the fused kernels are written for.
 pub type Cpu = NdArray<f32>;
+
+/// The CPU backend with gradients.
+pub type CpuAutodiff = Autodiff<Cpu>;
 
 /// A float primitive's values, row-major.
 pub fn values(tensor: &NdArrayTensor) -> Cow<'_, [f32]> {

@@ -97,3 +97,9 @@ pub fn cross_entropy(
     }
     Output { nll, scored, grads }
 }
+
+/// The mean over scored tokens, summed in f64.
+pub fn mean_nll(out: &Output) -> f32 {
+    let total: f64 = out.nll.iter().map(|&x| x as f64).sum();
+    (total / out.scored.max(1) as f64) as f32
+}
