@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::tensor::{Bool, Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 
-use crate::AttentionError;
+use crate::error::AttentionError;
 use crate::feature_map::{FeatureMap, FeatureMapConfig, Role};
 use crate::linear::{self, DEFAULT_EPS, LinearState};
 

@@ -8,8 +8,7 @@
 
 use burn::tensor::{Bool, Tensor, backend::Backend};
 
-use crate::AttentionError;
-use crate::error::check_rank4;
+use crate::error::{AttentionError, check_rank4};
 use crate::softmax::check_padding_opt;
 
 /// Probabilities are floored here before `log`; terms with `a_ij = 0` then contribute exactly 0.

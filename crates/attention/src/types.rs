@@ -1,5 +1,6 @@
 //! The plain types that the public forms, the composed reference and the fused kernels all
-//! pass around; they sit below all three so that none has to import another for them.
+//! pass around (and the feature maps' `Role`); they sit below all of them so that none has to
+//! import another for them.
 
 use burn::tensor::{Bool, Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
@@ -109,4 +110,15 @@ impl HedgehogActivation {
             Self::SoftmaxJoint => "softmax_joint",
         }
     }
+}
+
+/// Which side of `φ(q)·φ(k)` a map is applied to.
+///
+/// Performer may subtract a per-token maximum inside the exponent on the query side only: a
+/// positive per-query scale cancels in the normalisation (exactly only for `ε = 0`), while a
+/// per-key scale would re-weight keys (method.md §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Query,
+    Key,
 }

@@ -1,8 +1,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use crate::AttentionError;
-use crate::error::config_error;
+use crate::error::{AttentionError, config_error};
 use crate::reference::maps::affine;
 
 /// The trainable `y = xW + b` inside Hedgehog and T2R: one `(W, b)` per head, or one shared by

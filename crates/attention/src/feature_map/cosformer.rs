@@ -3,8 +3,7 @@ use std::f64::consts::FRAC_PI_2;
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
 
-use crate::AttentionError;
-use crate::error::config_error;
+use crate::error::{AttentionError, config_error};
 
 /// cosFormer (Qin et al. 2022): `φ(x_p) = [relu(x)·sin(πp/2M), relu(x)·cos(πp/2M)]` at 1-based
 /// position `p`, so `φ(q_i)·φ(k_j) = relu(q_i)·relu(k_j)·cos(π(i−j)/2M)`.

@@ -1,8 +1,7 @@
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
-use crate::AttentionError;
-use crate::error::config_error;
+use crate::error::{AttentionError, config_error};
 
 /// `φ(x) = exp(t·x)` elementwise: the paper's spiky-but-not-monotonic control (Table 1 uses
 /// t = 1 and t = 2).

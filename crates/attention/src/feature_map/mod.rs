@@ -14,6 +14,7 @@ mod relu;
 mod t2r;
 mod taylor;
 
+pub use crate::types::Role;
 pub use affine::HeadAffine;
 pub use cosformer::CosFormer;
 pub use elu::EluPlusOne;
@@ -30,17 +31,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AttentionError;
 use crate::reference::maps::taylor_feature_dim;
-
-/// Which side of `φ(q)·φ(k)` a map is applied to.
-///
-/// Performer may subtract a per-token maximum inside the exponent on the query side only: a
-/// positive per-query scale cancels in the normalisation (exactly only for `ε = 0`), while a
-/// per-key scale would re-weight keys (method.md §1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Query,
-    Key,
-}
 
 /// Serde form of a feature map, as written in YAML specs (`kind: hedgehog`, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

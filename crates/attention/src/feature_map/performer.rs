@@ -4,9 +4,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::Role;
-use crate::AttentionError;
-use crate::error::config_error;
+use crate::error::{AttentionError, config_error};
+use crate::types::Role;
 
 /// FAVOR+ positive random features (Choromanski et al. 2021, "Rethinking Attention with
 /// Performers"; lucidrains/performer-pytorch `softmax_kernel`):

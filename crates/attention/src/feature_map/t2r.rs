@@ -2,7 +2,7 @@ use burn::module::Module;
 use burn::tensor::{Tensor, activation, backend::Backend};
 
 use super::affine::HeadAffine;
-use crate::AttentionError;
+use crate::error::AttentionError;
 
 /// T2R (Kasai et al. 2021, "Finetuning Pretrained Transformers into RNNs"): `φ(x) = relu(xW + b)`
 /// with trainable `W: d × d'`. The paper's conversion baseline. Identity-initialised like
