@@ -67,3 +67,26 @@ pub(super) fn trained_subset<B: AutodiffBackend, M: AttentionLayers<B>>(
         (false, Trainable::All) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+
+    use super::*;
+
+    type B = burn::backend::Autodiff<burn::backend::NdArray>;
+
+    #[test]
+    fn require_grad_tracks_only_the_kept_parameters_then_all_again() {
+        let device = Default::default();
+        let model = burn::nn::LinearConfig::new(3, 2).init::<B>(&device);
+        let keep: HashSet<ParamId> = [model.weight.id].into();
+        let frozen = model.map(&mut RequireGrad { keep: Some(&keep) });
+        assert!(frozen.weight.val().is_require_grad());
+        let bias = |m: &burn::nn::Linear<B>| m.bias.as_ref().expect("bias").val();
+        assert!(!bias(&frozen).is_require_grad());
+        let restored = frozen.map(&mut RequireGrad { keep: None });
+        assert!(restored.weight.val().is_require_grad());
+        assert!(bias(&restored).is_require_grad());
+    }
+}
