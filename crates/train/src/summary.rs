@@ -76,15 +76,6 @@ pub fn summary_from_json(text: &str) -> Option<RunSummary> {
     serde_json::from_str(text).ok()
 }
 
-/// The per-layer attention stored in a model's config (`hedgehog_attention`).
-pub(crate) fn model_attention<B: Backend, M: Checkpoint<B>>(model: &M) -> Vec<AttentionConfig> {
-    serde_json::to_value(model.checkpoint_config())
-        .ok()
-        .and_then(|config| config.get("hedgehog_attention").cloned())
-        .and_then(|value| serde_json::from_value(value).ok())
-        .unwrap_or_default()
-}
-
 /// "softmax", "Hedgehog (softmax_split)", or the per-layer labels joined by " | ".
 pub fn attention_label(attention: &[AttentionConfig]) -> String {
     match attention.first() {
@@ -98,9 +89,15 @@ pub fn attention_label(attention: &[AttentionConfig]) -> String {
     }
 }
 
-/// The label of the attention `model` runs.
+/// The label of the attention `model` runs: the per-layer attention stored in its config
+/// (`hedgehog_attention`).
 pub(crate) fn model_attention_label<B: Backend, M: Checkpoint<B>>(model: &M) -> String {
-    attention_label(&model_attention::<B, _>(model))
+    let attention: Vec<AttentionConfig> = serde_json::to_value(model.checkpoint_config())
+        .ok()
+        .and_then(|config| config.get("hedgehog_attention").cloned())
+        .and_then(|value| serde_json::from_value(value).ok())
+        .unwrap_or_default();
+    attention_label(&attention)
 }
 
 /// The stage's table row, with `{attention}` replaced by the attention's label (so one row

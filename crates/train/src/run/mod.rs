@@ -181,7 +181,7 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
             progress: &mut progress,
             reporter: &mut reporter,
         };
-        model = run_stage(&mut run, model, optimizer.take())?;
+        model = run_next_stage(&mut run, model, optimizer.take())?;
         write_summary(&ctx.dir, &summary(&progress, false))?;
     }
     folder::export_final(&ctx.dir, spec.model.pretrained.as_deref())?;
@@ -244,7 +244,7 @@ fn start<B: AutodiffBackend, T: Task<B>>(
 
 /// Runs the stage `run.progress` stands at, from its start or from inside it (resuming), and
 /// checkpoints the model at its end.
-fn run_stage<B: AutodiffBackend, T: Task<B>>(
+fn run_next_stage<B: AutodiffBackend, T: Task<B>>(
     run: &mut StageRun<'_, '_, B, T>,
     model: T::Model,
     optimizer: Option<AdamRecord<B, T::Model>>,

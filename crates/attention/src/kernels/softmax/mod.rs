@@ -52,6 +52,16 @@ impl Inputs<'_> {
         1.0 / (dims.head_dim as f32).sqrt()
     }
 
+    /// One (batch, head) pair's `q: [Tq, d]`, `k: [Tk, d]` and `v: [Tk, dv]`.
+    fn head(&self, dims: &Dims, pair: usize) -> (&[f32], &[f32], &[f32]) {
+        let (tq, tk, d, dv) = (dims.query_len, dims.key_len, dims.head_dim, dims.value_dim);
+        (
+            &self.q[pair * tq * d..(pair + 1) * tq * d],
+            &self.k[pair * tk * d..(pair + 1) * tk * d],
+            &self.v[pair * tk * dv..(pair + 1) * tk * dv],
+        )
+    }
+
     /// The last key query `i` may see (exclusive), before padding.
     fn key_end(&self, dims: &Dims, i: usize) -> usize {
         if self.causal {

@@ -127,16 +127,13 @@ pub fn forward(dims: Dims, inputs: Inputs<'_>) -> Forward {
 fn forward_head(dims: Dims, inputs: Inputs<'_>, pair: usize, y: &mut [f32], lse: &mut [f32]) {
     let Dims {
         query_len: tq,
-        key_len: tk,
         head_dim: d,
         value_dim: dv,
         ..
     } = dims;
     let scale = inputs.scale(&dims);
     let b = pair / dims.heads;
-    let q = &inputs.q[pair * tq * d..(pair + 1) * tq * d];
-    let k = &inputs.k[pair * tk * d..(pair + 1) * tk * d];
-    let v = &inputs.v[pair * tk * dv..(pair + 1) * tk * dv];
+    let (q, k, v) = inputs.head(&dims, pair);
     let mut scores = vec![0.0f32; QUERY_BLOCK * KEY_BLOCK];
     let mut online = OnlineSoftmax::new();
     let mut i0 = 0;
@@ -232,7 +229,6 @@ fn backward_head(
 ) {
     let Dims {
         query_len: tq,
-        key_len: tk,
         head_dim: d,
         value_dim: dv,
         ..
@@ -240,9 +236,7 @@ fn backward_head(
     let scale = inputs.scale(&dims);
     let HeadGrads { gq, gk, gv } = grads;
     let b = pair / dims.heads;
-    let q = &inputs.q[pair * tq * d..(pair + 1) * tq * d];
-    let k = &inputs.k[pair * tk * d..(pair + 1) * tk * d];
-    let v = &inputs.v[pair * tk * dv..(pair + 1) * tk * dv];
+    let (q, k, v) = inputs.head(&dims, pair);
     let row_dots: Vec<f32> = (0..tq)
         .map(|i| simd::dot(&gy[i * dv..(i + 1) * dv], &y[i * dv..(i + 1) * dv]))
         .collect();
