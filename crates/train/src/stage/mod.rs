@@ -7,8 +7,12 @@ mod analyze;
 mod distill;
 mod eval;
 mod parallel;
+mod step;
 mod subset;
 mod train;
+
+pub(crate) use step::{Learner, Step, StepAt, optimizer_step};
+pub(crate) use train::Objective;
 
 use std::path::{Path, PathBuf};
 

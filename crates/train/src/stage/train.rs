@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module, ParamId};
-use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::checkpoint::{self, Adam, AdamRecord};
@@ -19,8 +19,8 @@ use crate::spec::{StageSpec, Trainable};
 use crate::summary::{StageResult, model_attention_label};
 use crate::task::{EpochSampler, Evaluation, Task};
 
-use super::parallel::micro_batch_grads;
-use super::subset::{KeepGrads, RequireGrad, trained_subset};
+use super::step::{Learner, Step, StepAt, optimizer_step};
+use super::subset::{RequireGrad, trained_subset};
 use super::{Stage, StageRun};
 
 pub(super) struct Train;
@@ -39,7 +39,7 @@ impl<B: AutodiffBackend, T: Task<B>> Stage<B, T> for Train {
 
 /// What a training stage's loss measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Objective {
+pub(crate) enum Objective {
     /// The task's own loss.
     Task,
     /// Each layer's attention against its softmax teacher's (the task's `distill` loss).
@@ -47,7 +47,7 @@ pub(super) enum Objective {
 }
 
 impl Objective {
-    fn distills(self) -> bool {
+    pub(super) fn distills(self) -> bool {
         self == Self::Distillation
     }
 
@@ -183,50 +183,28 @@ struct Training<'s, 'r, 'a, B: AutodiffBackend, T: Task<B>> {
 }
 
 impl<B: AutodiffBackend, T: Task<B>> Training<'_, '_, '_, B, T> {
-    /// One optimiser step over `grad_accumulation` micro-batches; returns the stepped model,
-    /// the mean loss and the learning rate used.
+    /// One optimiser step ([`optimizer_step`]) at the step `run.progress` stands at.
     fn step(&mut self, model: T::Model) -> Result<(T::Model, f64, f64), RunError> {
         let (ctx, stage) = (self.run.ctx, self.stage);
-        let (s, step) = (self.run.progress.stage, self.run.progress.step);
-        let mut accumulator = GradientsAccumulator::<T::Model>::new();
-        let mut loss_sum = 0.0;
-        for micro in 0..stage.grad_accumulation {
-            let position = (step * stage.grad_accumulation + micro) * stage.batch_size;
-            let examples = self.sampler.take(position, stage.batch_size);
-            let seed = derived_seed(ctx.spec.seed, s, step, micro);
-            B::seed(ctx.device(), seed);
-            let (value, grads) = micro_batch_grads(
-                ctx,
-                &model,
-                &examples,
-                self.objective.distills(),
-                seed,
-                1.0 / stage.grad_accumulation as f64,
-            )?;
-            if !value.is_finite() {
-                return Err(self.diverged(value, step));
-            }
-            loss_sum += value;
-            for grads in grads {
-                accumulator.accumulate(&model, grads);
-            }
-            self.tokens_seen += stage.batch_size * ctx.info.tokens_per_example;
-        }
-        let mut grads = accumulator.grads();
-        if let Some(keep) = &self.keep {
-            let mut visitor = KeepGrads {
-                keep,
-                from: &mut grads,
-                to: GradientsParams::new(),
-            };
-            model.visit(&mut visitor);
-            grads = visitor.to;
-        }
-        let rate = stage.optimizer.lr() * stage.schedule.factor(step, self.total);
-        let model = self.optimizer.step(rate, model, grads);
+        let at = StepAt {
+            stage: self.run.progress.stage,
+            step: self.run.progress.step,
+            total: self.total,
+        };
+        let learner = Learner {
+            optimizer: &mut self.optimizer,
+            sampler: &self.sampler,
+            keep: self.keep.as_ref(),
+            objective: self.objective,
+        };
+        let (model, loss, rate) = match optimizer_step(ctx, stage, at, model, learner)? {
+            Step::Taken { model, loss, rate } => (model, loss, rate),
+            Step::Diverged(value) => return Err(self.diverged(value, at.step)),
+        };
+        self.tokens_seen +=
+            stage.grad_accumulation * stage.batch_size * ctx.info.tokens_per_example;
         self.run.progress.step += 1;
         self.run.progress.global_step += 1;
-        let loss = loss_sum / stage.grad_accumulation as f64;
         self.last_loss = Some(loss);
         Ok((model, loss, rate))
     }
