@@ -311,3 +311,17 @@ fn untied_trainable_maps_get_their_own_key_map() {
             .is_none()
     );
 }
+
+#[test]
+fn every_registered_kind_gives_the_shared_tests_an_example() {
+    let kinds: std::collections::BTreeSet<String> = all_maps()
+        .iter()
+        .map(|config| serde_json::to_value(config).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(
+        kinds.len(),
+        FeatureMapConfig::KINDS.len(),
+        "examples cover {kinds:?} of {:?}",
+        FeatureMapConfig::KINDS
+    );
+}

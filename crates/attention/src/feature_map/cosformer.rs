@@ -3,7 +3,9 @@ use std::f64::consts::FRAC_PI_2;
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
 
+use super::{MapForward, MapSettings, settings};
 use crate::error::{AttentionError, config_error};
+use crate::types::Role;
 
 /// cosFormer (Qin et al. 2022): `φ(x_p) = [relu(x)·sin(πp/2M), relu(x)·cos(πp/2M)]` at 1-based
 /// position `p`, so `φ(q_i)·φ(k_j) = relu(q_i)·relu(k_j)·cos(π(i−j)/2M)`.
@@ -25,21 +27,6 @@ impl CosFormer {
         Ok(Self { head_dim, max_len })
     }
 
-    pub fn feature_dim(&self) -> usize {
-        2 * self.head_dim
-    }
-
-    pub fn check_positions(&self, start_position: usize, len: usize) -> Result<(), AttentionError> {
-        let last = start_position + len;
-        if last > self.max_len {
-            return Err(AttentionError::PositionOutOfRange {
-                position: last,
-                max_len: self.max_len,
-            });
-        }
-        Ok(())
-    }
-
     pub fn forward<B: Backend>(&self, x: Tensor<B, 4>, start_position: usize) -> Tensor<B, 4> {
         let [_, _, t, _] = x.dims();
         let device = x.device();
@@ -54,5 +41,56 @@ impl CosFormer {
         };
         let relu = activation::relu(x);
         Tensor::cat(vec![relu.clone() * column(sin), relu * column(cos)], 3)
+    }
+}
+
+impl MapSettings for settings::Cosformer {
+    type Map<B: Backend> = CosFormer;
+    const TRAINABLE: bool = false;
+
+    fn label(&self) -> String {
+        "cosFormer".into()
+    }
+
+    fn feature_dim(&self, head_dim: usize) -> usize {
+        2 * head_dim
+    }
+
+    fn build<B: Backend>(
+        &self,
+        head_dim: usize,
+        _num_heads: usize,
+        _device: &B::Device,
+    ) -> Result<CosFormer, AttentionError> {
+        CosFormer::new(head_dim, self.max_len)
+    }
+
+    fn examples() -> Vec<Self> {
+        vec![Self { max_len: 128 }]
+    }
+}
+
+impl<B: Backend> MapForward<B> for CosFormer {
+    fn feature_dim(&self) -> usize {
+        2 * self.head_dim
+    }
+
+    fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    fn forward(&self, x: Tensor<B, 4>, _role: Role, start_position: usize) -> Tensor<B, 4> {
+        CosFormer::forward(self, x, start_position)
+    }
+
+    fn check_positions(&self, start_position: usize, len: usize) -> Result<(), AttentionError> {
+        let last = start_position + len;
+        if last > self.max_len {
+            return Err(AttentionError::PositionOutOfRange {
+                position: last,
+                max_len: self.max_len,
+            });
+        }
+        Ok(())
     }
 }

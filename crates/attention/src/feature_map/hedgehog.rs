@@ -2,8 +2,10 @@ use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
 use super::affine::HeadAffine;
+use super::{MapForward, MapSettings, settings, weight_heads_for};
 use crate::error::AttentionError;
 pub use crate::types::HedgehogActivation;
+use crate::types::Role;
 
 /// Hedgehog (Zhang et al., ICLR 2024, §4): `φ(x) = [σ(xW + b), σ(−(xW + b))]` with a trainable,
 /// identity-initialised `W: d × d'` per head (or shared), trained to mimic softmax attention.
@@ -39,18 +41,6 @@ impl<B: Backend> Hedgehog<B> {
         })
     }
 
-    pub fn feature_dim(&self) -> usize {
-        2 * self.affine.out_dim()
-    }
-
-    pub fn head_dim(&self) -> usize {
-        self.affine.head_dim()
-    }
-
-    pub fn weight_heads(&self) -> usize {
-        self.affine.weight_heads()
-    }
-
     /// `exp` is applied as written (no max subtraction: a per-key scale would re-weight keys,
     /// and a per-query one shifts the effective `ε`); the softmax variants are the stable ones.
     /// Runs the backend's [`Kernels`](crate::kernels::Kernels) (fused on the CPU backend).
@@ -61,5 +51,65 @@ impl<B: Backend> Hedgehog<B> {
             self.affine.bias.val(),
             self.activation,
         )
+    }
+}
+
+impl MapSettings for settings::Hedgehog {
+    type Map<B: Backend> = Hedgehog<B>;
+    const TRAINABLE: bool = true;
+
+    fn label(&self) -> String {
+        format!("Hedgehog ({})", self.activation.name())
+    }
+
+    fn feature_dim(&self, _head_dim: usize) -> usize {
+        2 * self.feature_dim
+    }
+
+    fn build<B: Backend>(
+        &self,
+        head_dim: usize,
+        num_heads: usize,
+        device: &B::Device,
+    ) -> Result<Hedgehog<B>, AttentionError> {
+        Hedgehog::new(
+            head_dim,
+            self.feature_dim,
+            weight_heads_for(self.per_head, num_heads),
+            self.activation,
+            device,
+        )
+    }
+
+    /// The three activations, the joint softmax with weights shared across heads.
+    fn examples() -> Vec<Self> {
+        let example = |activation, per_head| Self {
+            activation,
+            feature_dim: 6,
+            per_head,
+        };
+        vec![
+            example(HedgehogActivation::Exp, true),
+            example(HedgehogActivation::SoftmaxSplit, true),
+            example(HedgehogActivation::SoftmaxJoint, false),
+        ]
+    }
+}
+
+impl<B: Backend> MapForward<B> for Hedgehog<B> {
+    fn feature_dim(&self) -> usize {
+        2 * self.affine.out_dim()
+    }
+
+    fn head_dim(&self) -> usize {
+        self.affine.head_dim()
+    }
+
+    fn forward(&self, x: Tensor<B, 4>, _role: Role, _start_position: usize) -> Tensor<B, 4> {
+        Hedgehog::forward(self, x)
+    }
+
+    fn weight_heads(&self) -> usize {
+        self.affine.weight_heads()
     }
 }

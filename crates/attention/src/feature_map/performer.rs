@@ -4,6 +4,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
+use super::{MapForward, MapSettings, settings};
 use crate::error::{AttentionError, config_error};
 use crate::types::Role;
 
@@ -60,14 +61,6 @@ impl<B: Backend> Performer<B> {
         self.projection = orthogonal_gaussian(m, d, seed, &self.projection.device());
     }
 
-    pub fn feature_dim(&self) -> usize {
-        self.projection.dims()[0]
-    }
-
-    pub fn head_dim(&self) -> usize {
-        self.projection.dims()[1]
-    }
-
     pub fn forward(&self, x: Tensor<B, 4>, role: Role) -> Tensor<B, 4> {
         let [b, h, t, d] = x.dims();
         let [m, _] = self.projection.dims();
@@ -86,6 +79,56 @@ impl<B: Backend> Performer<B> {
             _ => exponent,
         };
         exponent.exp().div_scalar((m as f64).sqrt())
+    }
+}
+
+impl MapSettings for settings::Performer {
+    type Map<B: Backend> = Performer<B>;
+    const TRAINABLE: bool = false;
+
+    fn label(&self) -> String {
+        "Performer".into()
+    }
+
+    fn feature_dim(&self, _head_dim: usize) -> usize {
+        self.num_features
+    }
+
+    fn build<B: Backend>(
+        &self,
+        head_dim: usize,
+        _num_heads: usize,
+        device: &B::Device,
+    ) -> Result<Performer<B>, AttentionError> {
+        Performer::new(
+            head_dim,
+            self.num_features,
+            self.seed,
+            self.stabilize_queries,
+            device,
+        )
+    }
+
+    fn examples() -> Vec<Self> {
+        vec![Self {
+            num_features: 24,
+            seed: 7,
+            stabilize_queries: false,
+        }]
+    }
+}
+
+impl<B: Backend> MapForward<B> for Performer<B> {
+    fn feature_dim(&self) -> usize {
+        self.projection.dims()[0]
+    }
+
+    fn head_dim(&self) -> usize {
+        self.projection.dims()[1]
+    }
+
+    fn forward(&self, x: Tensor<B, 4>, role: Role, _start_position: usize) -> Tensor<B, 4> {
+        Performer::forward(self, x, role)
     }
 }
 

@@ -1,7 +1,10 @@
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
+use super::{MapForward, MapSettings, settings};
+use crate::error::AttentionError;
 use crate::reference::maps::taylor_feature_dim;
+use crate::types::Role;
 
 /// Second-order Taylor features of `exp(q·k/√d)` (Zhang et al. 2024 §3; HazyResearch/based
 /// `TaylorExp`): `φ(x) = [1, x/d^{1/4}, vec(x xᵀ)/(√2·√d)]`, so that
@@ -23,10 +26,6 @@ impl Taylor {
         }
     }
 
-    pub fn feature_dim(&self) -> usize {
-        taylor_feature_dim(self.head_dim, self.compressed)
-    }
-
     /// `φ(x)`; runs the backend's [`Kernels`](crate::kernels::Kernels) (fused on the CPU backend).
     pub fn forward<B: Backend>(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         crate::kernels::for_backend::<B>().taylor(x, self.compressed)
@@ -35,5 +34,61 @@ impl Taylor {
     /// The compressed features whatever `compressed` says (same `φ(q)·φ(k)`).
     pub fn forward_compressed<B: Backend>(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         crate::kernels::for_backend::<B>().taylor(x, true)
+    }
+}
+
+impl MapSettings for settings::Taylor {
+    type Map<B: Backend> = Taylor;
+    const TRAINABLE: bool = false;
+
+    fn label(&self) -> String {
+        if self.compressed {
+            "Taylor-2 (compressed)".into()
+        } else {
+            "Taylor-2".into()
+        }
+    }
+
+    fn feature_dim(&self, head_dim: usize) -> usize {
+        taylor_feature_dim(head_dim, self.compressed)
+    }
+
+    fn build<B: Backend>(
+        &self,
+        head_dim: usize,
+        _num_heads: usize,
+        _device: &B::Device,
+    ) -> Result<Taylor, AttentionError> {
+        Ok(Taylor::new(head_dim, self.compressed))
+    }
+
+    fn examples() -> Vec<Self> {
+        vec![Self { compressed: false }, Self { compressed: true }]
+    }
+}
+
+impl<B: Backend> MapForward<B> for Taylor {
+    fn feature_dim(&self) -> usize {
+        taylor_feature_dim(self.head_dim, self.compressed)
+    }
+
+    fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    fn forward(&self, x: Tensor<B, 4>, _role: Role, _start_position: usize) -> Tensor<B, 4> {
+        Taylor::forward(self, x)
+    }
+
+    /// The compressed basis whatever `compressed` says: `x⊗x` is symmetric, so its
+    /// `1 + d + d(d+1)/2` features give the same attention as the `1 + d + d²` written ones at
+    /// half the cost.
+    fn forward_for_output(
+        &self,
+        x: Tensor<B, 4>,
+        _role: Role,
+        _start_position: usize,
+    ) -> Tensor<B, 4> {
+        self.forward_compressed(x)
     }
 }

@@ -3,7 +3,7 @@
 
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
-use hedgehog_attention::{FeatureMapConfig, HedgehogActivation};
+use hedgehog_attention::FeatureMapConfig;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
@@ -68,42 +68,10 @@ pub fn assert_tensors_close<B: Backend, const D: usize>(
     assert_close(&values(a), &values(b), rtol, atol, what);
 }
 
-/// Every feature map of method.md §2, with sizes small enough for quadratic references.
+/// Every registered feature map (method.md §2), at the sizes each map's file gives in its
+/// `MapSettings::examples`, small enough for quadratic references.
 pub fn all_maps() -> Vec<FeatureMapConfig> {
-    use FeatureMapConfig::*;
-    vec![
-        Elu,
-        Relu,
-        Performer {
-            num_features: 24,
-            seed: 7,
-            stabilize_queries: false,
-        },
-        Cosformer { max_len: 128 },
-        Exp { t: 1.0 },
-        Exp { t: 2.0 },
-        Taylor { compressed: false },
-        Taylor { compressed: true },
-        Hedgehog {
-            activation: HedgehogActivation::Exp,
-            feature_dim: 6,
-            per_head: true,
-        },
-        Hedgehog {
-            activation: HedgehogActivation::SoftmaxSplit,
-            feature_dim: 6,
-            per_head: true,
-        },
-        Hedgehog {
-            activation: HedgehogActivation::SoftmaxJoint,
-            feature_dim: 6,
-            per_head: false,
-        },
-        T2r {
-            feature_dim: 7,
-            per_head: true,
-        },
-    ]
+    FeatureMapConfig::examples()
 }
 
 /// The linear attention of `config` with trainable maps moved off their identity init, so that
