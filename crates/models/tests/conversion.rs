@@ -283,6 +283,28 @@ fn converted_models_save_and_load_bit_identically() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Every registered feature map's tensors are named in the checkpoint: a map added to the
+/// registry whose weights were not saved would load fresh and fail here.
+#[test]
+fn every_registered_feature_map_saves_and_loads_bit_identically() {
+    let dir = std::env::temp_dir().join(format!("hedgehog-maps-{}", std::process::id()));
+    let ids = int_tensor::<B>(&golden("gpt2"), "input_ids");
+    for map in FeatureMapConfig::examples() {
+        assert_round_trip::<Gpt2<B>>(
+            "gpt2",
+            &format!("GPT-2 with {}", map.label()),
+            &[AttentionConfig::linear(map.clone())],
+            &dir,
+            |m| m,
+            |m| {
+                let out = m.forward(ids.clone(), None, AttentionMode::Configured, false);
+                values(&out.unwrap().output)
+            },
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn fresh_classification_heads_save_and_load_with_the_model() {
     let dir = std::env::temp_dir().join(format!("hedgehog-heads-{}", std::process::id()));
