@@ -9,8 +9,9 @@ use crate::spec::StageSpec;
 use crate::summary::{StageResult, model_attention_label};
 use crate::task::Task;
 
+use super::step::Objective;
 use super::subset::trained_subset;
-use super::train::{Objective, train};
+use super::train::train;
 use super::{Stage, StageRun};
 
 pub(super) struct Distill;

@@ -1,7 +1,7 @@
 //! The stage kinds of a run behind one small interface, [`Stage`]: `train` and `finetune`
 //! ([`train`]), `distill` ([`distill`]), `eval` ([`eval`]) and `analyze` ([`analyze`]). A new
 //! kind is a file implementing [`Stage`] plus its arm in [`run_stage`]; a new loss for the
-//! training stages is an [`train::Objective`].
+//! training stages is an [`step::Objective`].
 
 mod analyze;
 mod distill;
@@ -11,8 +11,8 @@ mod step;
 mod subset;
 mod train;
 
+pub(crate) use step::Objective;
 pub(crate) use step::{Learner, Step, StepAt, optimizer_step};
-pub(crate) use train::Objective;
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,5 @@
-//! One optimiser step, shared by the training stages ([`super::train`]) and
-//! `hedgehog bench-train`.
+//! One optimiser step and the objective it descends, shared by the training stages
+//! ([`super::train`]) and `hedgehog bench-train`.
 
 use std::collections::HashSet;
 
@@ -16,7 +16,28 @@ use crate::task::{EpochSampler, Task};
 use super::Context;
 use super::parallel::micro_batch_grads;
 use super::subset::KeepGrads;
-use super::train::Objective;
+
+/// What a training stage's loss measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Objective {
+    /// The task's own loss.
+    Task,
+    /// Each layer's attention against its softmax teacher's (the task's `distill` loss).
+    Distillation,
+}
+
+impl Objective {
+    pub(super) fn distills(self) -> bool {
+        self == Self::Distillation
+    }
+
+    /// Evaluate every `eval_every` steps and at the end; distillation leaves the task metric
+    /// alone unless asked (`eval_every`).
+    pub(super) fn evaluates(self, stage: &StageSpec, step: usize, done: bool) -> bool {
+        let periodic = stage.eval_every > 0 && step.is_multiple_of(stage.eval_every);
+        periodic || (done && (!self.distills() || stage.eval_every > 0))
+    }
+}
 
 /// Which step of which stage: `step` of `total` in stage `stage`.
 #[derive(Clone, Copy, Debug)]

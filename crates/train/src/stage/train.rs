@@ -19,7 +19,7 @@ use crate::spec::{StageSpec, Trainable};
 use crate::summary::{StageResult, model_attention_label};
 use crate::task::{EpochSampler, Evaluation, Task};
 
-use super::step::{Learner, Step, StepAt, optimizer_step};
+use super::step::{Learner, Objective, Step, StepAt, optimizer_step};
 use super::subset::{RequireGrad, trained_subset};
 use super::{Stage, StageRun};
 
@@ -34,28 +34,6 @@ impl<B: AutodiffBackend, T: Task<B>> Stage<B, T> for Train {
         optimizer: Option<AdamRecord<B, T::Model>>,
     ) -> Result<(T::Model, StageResult), RunError> {
         train(run, stage, model, optimizer, Objective::Task)
-    }
-}
-
-/// What a training stage's loss measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Objective {
-    /// The task's own loss.
-    Task,
-    /// Each layer's attention against its softmax teacher's (the task's `distill` loss).
-    Distillation,
-}
-
-impl Objective {
-    pub(super) fn distills(self) -> bool {
-        self == Self::Distillation
-    }
-
-    /// Evaluate every `eval_every` steps and at the end; distillation leaves the task metric
-    /// alone unless asked (`eval_every`).
-    fn evaluates(self, stage: &StageSpec, step: usize, done: bool) -> bool {
-        let periodic = stage.eval_every > 0 && step.is_multiple_of(stage.eval_every);
-        periodic || (done && (!self.distills() || stage.eval_every > 0))
     }
 }
 
