@@ -85,3 +85,8 @@ impl<B: Backend> HeadAffine<B> {
         affine(x, self.weight.val(), self.bias.val())
     }
 }
+
+/// Weight heads of a map built per head, or 1 for one shared across heads.
+pub(super) fn weight_heads_for(per_head: bool, num_heads: usize) -> usize {
+    if per_head { num_heads } else { 1 }
+}

@@ -3,7 +3,8 @@ use std::f64::consts::FRAC_PI_2;
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
 
-use super::{MapForward, MapSettings, settings};
+use super::config::settings;
+use super::kind::{MapForward, MapSettings};
 use crate::error::{AttentionError, config_error};
 use crate::types::Role;
 

@@ -1,8 +1,9 @@
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
-use super::affine::HeadAffine;
-use super::{MapForward, MapSettings, settings, weight_heads_for};
+use super::affine::{HeadAffine, weight_heads_for};
+use super::config::settings;
+use super::kind::{MapForward, MapSettings};
 use crate::error::AttentionError;
 pub use crate::types::HedgehogActivation;
 use crate::types::Role;

@@ -4,7 +4,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{MapForward, MapSettings, settings};
+use super::config::settings;
+use super::kind::{MapForward, MapSettings};
 use crate::error::{AttentionError, config_error};
 use crate::types::Role;
 

@@ -1,20 +1,21 @@
-//! The machinery behind the registry in `mod.rs`: from one entry per map it generates
+//! The generators behind the registry in `list.rs`. `config_side!` (expanded in `config.rs`)
+//! makes the spec side:
 //!
 //! - [`FeatureMapConfig`](super::FeatureMapConfig), the serde enum of specs (`kind: hedgehog`),
-//!   with the entry's fields as a struct variant;
+//!   with each entry's fields as a struct variant;
 //! - `settings::<Kind>`, the same fields as a plain struct, on which the map's file implements
 //!   [`MapSettings`](super::MapSettings);
-//! - [`FeatureMap`](super::FeatureMap), the module enum of built maps, one variant per entry
-//!   holding the entry's type, which implements [`MapForward`](super::MapForward);
-//! - the dispatch from both enums to those traits, and [`FeatureMapConfig::examples`], the
-//!   union of every map's examples that the shared tests run.
+//! - the dispatch from the enum to that trait, and [`FeatureMapConfig::examples`], the union of
+//!   every map's examples that the shared tests run.
 //!
-//! An entry reads `Kind { field: Type, ... } => MapType` (or `Kind => MapType` without
-//! fields). Each field takes its doc comment first and then, optionally, one `#[serde(...)]`.
-//! A macro is used because burn's `Module` derive needs a concrete enum, and a serde enum is
-//! what gives a spec with a misspelt kind or field a parse error.
+//! `built_side!` (expanded in `mod.rs`, above the maps' files) makes
+//! [`FeatureMap`](super::FeatureMap), the module enum of built maps, one variant per entry
+//! holding the entry's type (which implements [`MapForward`](super::MapForward)), its dispatch,
+//! and [`FeatureMapConfig::init`]. Macros rather than trait objects: burn's `Module` derive needs
+//! a concrete enum to save and load, and a serde enum is what makes a misspelt kind or field a
+//! parse error.
 
-macro_rules! feature_maps {
+macro_rules! config_side {
     ($(
         $(#[doc = $doc:literal])*
         $kind:ident $({
@@ -86,6 +87,30 @@ macro_rules! feature_maps {
                 )*}
             }
 
+            /// Every registered map's [`MapSettings::examples`], in registry order.
+            pub fn examples() -> Vec<Self> {
+                let mut all = Vec::new();
+                $(all.extend(
+                    <settings::$kind as MapSettings>::examples().into_iter().map(Self::from),
+                );)*
+                all
+            }
+        }
+    };
+}
+
+macro_rules! built_side {
+    ($(
+        $(#[doc = $doc:literal])*
+        $kind:ident $({
+            $(
+                $(#[doc = $field_doc:literal])*
+                $(#[serde($($field_serde:tt)*)])?
+                $field:ident : $field_ty:ty
+            ),* $(,)?
+        })? => $map:ty
+    ),* $(,)?) => {
+        impl FeatureMapConfig {
             /// Builds the map for heads of width `head_dim`; `num_heads` sizes per-head weights.
             pub fn init<B: Backend>(
                 &self,
@@ -100,15 +125,6 @@ macro_rules! feature_maps {
                             .build::<B>(head_dim, num_heads, device)?,
                     ),
                 )*})
-            }
-
-            /// Every registered map's [`MapSettings::examples`], in registry order.
-            pub fn examples() -> Vec<Self> {
-                let mut all = Vec::new();
-                $(all.extend(
-                    <settings::$kind as MapSettings>::examples().into_iter().map(Self::from),
-                );)*
-                all
             }
         }
 
@@ -186,4 +202,4 @@ macro_rules! feature_maps {
     };
 }
 
-pub(super) use feature_maps;
+pub(super) use {built_side, config_side};

@@ -1,7 +1,8 @@
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
-use super::{MapForward, MapSettings, settings};
+use super::config::settings;
+use super::kind::{MapForward, MapSettings};
 use crate::error::AttentionError;
 use crate::reference::maps::taylor_feature_dim;
 use crate::types::Role;
