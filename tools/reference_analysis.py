@@ -17,10 +17,13 @@ The measures follow shared/docs/method.md section 5 ("The two properties, measur
   and the scores q.k/sqrt(d) within each row; rows with < 3 valid keys or constant
   weights or scores are skipped;
 * all of these averaged over the valid rows of every batch, per (layer, head);
-* monotonicity curves: equal-width score bins over [lo, hi] (default: min/max of the
-  valid scores of the first batch, widened by 0.5 each way if equal), bin =
-  floor((s - lo) / (hi - lo) * bins) clamped to [0, bins - 1]; the mean teacher,
-  student and kernel value per bin over all valid entries, per layer and pooled;
+* monotonicity curves, per query row: with r = argmax_j s_j (the first maximum),
+  entry j is at x = s_j - s_r and has y = w_j / w_r for the teacher, the student and
+  the kernel each; a row whose w_r is not positive is skipped for that series and
+  counted. Equal-width bins over [lo, min(hi, 0)] (default: [lowest x of the first
+  batch, 0], [-1, 0] if that is 0); bin = floor((x - lo) / (hi - lo) * bins), x = hi in
+  the last bin, entries outside [lo, hi] in no bin and counted; the mean y per bin over
+  all valid entries of all rows, per layer and over every layer;
 * summaries: means over heads (per layer) and over every (layer, head), leaving out
   heads where a value is undefined.
 
@@ -138,6 +141,49 @@ def mean_or_none(values):
     return float(np.mean(values)) if values else None
 
 
+SERIES = (("t", "teacher"), ("s", "student"), ("k", "kernel"))
+
+
+def empty_curve(bins):
+    curve = {key: [[] for _ in range(bins)] for key, _ in SERIES}
+    curve.update(count=np.zeros(bins, dtype=np.int64), outside=0,
+                 skipped={key: 0 for key, _ in SERIES})
+    return curve
+
+
+def default_range(scores, mask):
+    """[lowest centred score of the batch's valid entries, 0]; [-1, 0] if that is 0."""
+    lowest = 0.0
+    b_n, heads, t, _ = scores.shape
+    for b in range(b_n):
+        for h in range(heads):
+            for i in range(t):
+                s = scores[b, h, i][mask[b, i]]
+                if s.size:
+                    lowest = min(lowest, float(s.min() - s.max()))
+    return (lowest, 0.0) if lowest < 0.0 else (-1.0, 0.0)
+
+
+def add_row(curve, s, weights, lo, hi, bins):
+    """One row's entries into `curve`: y = w / w[top] at x = s - s[top], top = first argmax."""
+    top = int(np.argmax(s))
+    x = s - s[top]
+    inside = (x >= lo) & (x <= hi)
+    idx = np.minimum(np.floor((x - lo) / (hi - lo) * bins), bins - 1).astype(int)
+    curve["outside"] += int((~inside).sum())
+    for bin_ in idx[inside]:
+        curve["count"][bin_] += 1
+    for key, _ in SERIES:
+        w = weights[key]
+        if w is None:
+            continue
+        if not w[top] > 0:
+            curve["skipped"][key] += 1
+            continue
+        for n in np.flatnonzero(inside):
+            curve[key][idx[n]].append(w[n] / w[top])
+
+
 def analyse(case):
     layers, heads, bins = case["layers"], case["heads"], case["bins"]
     score_range = case["score_range"]
@@ -146,19 +192,13 @@ def analyse(case):
         for l in range(layers)
         for h in range(heads)
     }
-    curves = {
-        l: {"count": np.zeros(bins, dtype=np.int64), "t": [[] for _ in range(bins)],
-            "s": [[] for _ in range(bins)], "k": [[] for _ in range(bins)]}
-        for l in range(layers)
-    }
+    curves = {l: empty_curve(bins) for l in range(layers)}
     for arrays, meta in case["frozen"]:
         shape, causal, lengths = meta["shape"], meta["causal"], meta["lengths"]
         mask = valid_mask(shape, causal, lengths)
         if score_range is None:
-            valid_scores = arrays["scores"][np.broadcast_to(mask[:, None], shape)]
-            lo, hi = float(valid_scores.min()), float(valid_scores.max())
-            score_range = (lo, hi) if lo < hi else (lo - 0.5, hi + 0.5)
-        lo, hi = score_range
+            score_range = default_range(arrays["scores"], mask)
+        lo, hi = score_range[0], min(score_range[1], 0.0)
         layer = meta["layer"]
         b_n, _, t, _ = shape
         for b in range(b_n):
@@ -182,18 +222,9 @@ def analyse(case):
                     if arrays["kernel"] is not None:
                         kr = arrays["kernel"][b, h, i][keys]
                         acc["kr"].append(rho(kr, s))
-                    idx = np.floor((s - lo) / (hi - lo) * bins)
-                    idx = np.clip(idx, 0, bins - 1).astype(int)
-                    curve = curves[layer]
-                    for n, bin_ in enumerate(idx):
-                        curve["count"][bin_] += 1
-                        curve["t"][bin_].append(a[n])
-                        if st is not None:
-                            curve["s"][bin_].append(st[n])
-                        if kr is not None:
-                            curve["k"][bin_].append(kr[n])
+                    add_row(curves[layer], s, {"t": a, "s": st, "k": kr}, lo, hi, bins)
 
-    lo, hi = score_range if score_range is not None else (0.0, 1.0)
+    lo, hi = (score_range[0], min(score_range[1], 0.0)) if score_range else (-1.0, 0.0)
     edges = [lo + (hi - lo) * e / bins for e in range(bins + 1)]
 
     def bin_means(lists):
@@ -206,6 +237,8 @@ def analyse(case):
             "teacher": bin_means(parts["t"]),
             "student": bin_means(parts["s"]),
             "kernel": bin_means(parts["k"]),
+            "outside": int(parts["outside"]),
+            "skipped_rows": {name: int(parts["skipped"][key]) for key, name in SERIES},
         }
 
     def summary(stats):
@@ -218,8 +251,7 @@ def analyse(case):
         return (float(np.mean(defined)) if defined else None), len(defined)
 
     out_layers, all_stats = [], []
-    pooled = {"count": np.zeros(bins, dtype=np.int64), "t": [[] for _ in range(bins)],
-              "s": [[] for _ in range(bins)], "k": [[] for _ in range(bins)]}
+    pooled = empty_curve(bins)
     for l in range(layers):
         heads_json = []
         for h in range(heads):
@@ -244,16 +276,18 @@ def analyse(case):
             "layer": l,
             "heads": heads_json,
             "summary": summary(heads_json),
-            "curve": curve_json(curves[l]),
+            "row_curve": curve_json(curves[l]),
         })
         pooled["count"] += curves[l]["count"]
-        for key in ("t", "s", "k"):
+        pooled["outside"] += curves[l]["outside"]
+        for key, _ in SERIES:
+            pooled["skipped"][key] += curves[l]["skipped"][key]
             for bin_ in range(bins):
                 pooled[key][bin_].extend(curves[l][key][bin_])
     return {
         "attention": case["attention"],
         "layers": out_layers,
-        "pooled": curve_json(pooled),
+        "row_curve": curve_json(pooled),
         "summary": summary(all_stats),
         "example": None,
     }
@@ -285,7 +319,7 @@ def main():
         batches = [
             dict(layer=0, t=7, d=d, causal=causal, lengths=[7, 5], scale=1.0, feature_map="elu"),
             dict(layer=1, t=7, d=d, causal=causal, lengths=None, scale=1.5, feature_map="elu"),
-            # larger scores than the first batch: they fall outside the fixed range and clamp
+            # larger scores than the first batch: some centred scores fall below the range
             dict(layer=0, t=13, d=d, causal=causal, lengths=[13, 9], scale=2.5, feature_map="elu"),
             dict(layer=1, t=13, d=d, causal=causal, lengths=[11, 13], scale=2.0, feature_map="elu"),
         ]

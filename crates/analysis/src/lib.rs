@@ -18,6 +18,6 @@ pub mod tables;
 pub use error::AnalysisError;
 pub use measures::{
     AnalysisConfig, AttentionAnalyzer, AttentionMap, AttentionReport, HeadStats, LayerAttention,
-    LayerReport, MonotonicityCurve, SpearmanRows, Summary,
+    LayerReport, MonotonicityCurve, SkippedRows, SpearmanRows, Summary,
 };
 pub use tables::{PaperTable, RunRecord, collect_runs, paper_tables, write_tables};

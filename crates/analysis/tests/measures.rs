@@ -146,8 +146,10 @@ fn padding_is_ignored_and_curves_count_valid_entries() {
     analyzer.add(0, &batch).unwrap();
     let report = analyzer.finish("softmax".into());
     assert_eq!(report.layers[0].heads[0].rows, 5);
-    assert_eq!(report.pooled.count.iter().sum::<u64>(), 9 + 4);
-    assert_eq!(report.pooled.edges, vec![0.0, 1.0, 2.0]);
+    let curve = report.row_curve.as_ref().unwrap();
+    assert_eq!(curve.count.iter().sum::<u64>(), 9 + 4);
+    // x = score − row max: the rows' lowest is −2, and the range ends at the top key, 0
+    assert_eq!(curve.edges, vec![-2.0, -1.0, 0.0]);
     // the uniform row is constant in score: no rho; the two length-2 rows have too few keys
     assert_eq!(report.layers[0].heads[0].spearman_rows.teacher, 2);
 }
@@ -234,7 +236,12 @@ fn bad_configs_are_errors() {
         bins: 4,
         score_range: Some((1.0, 1.0)),
     };
-    for config in [bins, range] {
+    // the centred score is never above 0, so a range starting at 0 holds nothing to bin
+    let above_the_top_key = AnalysisConfig {
+        bins: 4,
+        score_range: Some((0.0, 5.0)),
+    };
+    for config in [bins, range, above_the_top_key] {
         let result = AttentionAnalyzer::new(1, 1, config).add(0, &batch);
         assert!(
             matches!(result, Err(AnalysisError::Config(_))),

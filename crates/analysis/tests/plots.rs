@@ -385,7 +385,7 @@ fn figures_read_reports_from_run_folders() {
     let labels: Vec<&str> = all.iter().map(|r| r.attention.as_str()).collect();
     assert_eq!(labels, ["1+ELU before", "ReLU before"]);
     assert_eq!(
-        all[0].pooled, elu_new.pooled,
+        all[0].row_curve, elu_new.row_curve,
         "the newest 1+ELU run is used"
     );
 

@@ -2,20 +2,26 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::curve::{CurveRange, CurveSums, Row};
 use super::entropy::entropy;
 use super::input::{LayerAttention, Valid, check_values};
 use super::kl::kl;
-use super::monotonicity::{CurveSums, add_rho, bin_of};
+use super::monotonicity::add_rho;
 use super::report::{AttentionReport, HeadStats, LayerReport, SpearmanRows, Summary};
 use crate::AnalysisError;
 
 /// How monotonicity curves are binned.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnalysisConfig {
-    /// Number of equal-width score bins.
+    /// Number of equal-width bins of the centred score.
     pub bins: usize,
-    /// Score range of the bins. None: the min and max of the valid scores of the first batch added
-    /// (widened by ±0.5 if they are equal). Scores outside the range count in the end bins.
+    /// The x range of the curve. Its x is the centred score `s − (the row's maximum score)`,
+    /// never above 0, so the bins cover `[lo, min(hi, 0)]` and `lo` must be below 0. Entries
+    /// outside the bins are counted in `MonotonicityCurve::outside`, not binned. None:
+    /// `[lowest centred score of the first batch added, 0]` (`[-1, 0]` if every one is 0).
+    // Cutting at 0 rather than converting a raw-score range `[lo, hi]` into the widest gap it
+    // allows, `[lo − hi, 0]`: the specs' `[-12, 12]` then still reads as the axis the figure
+    // shows (from −12 up to the top key at 0), and no number appears that no spec wrote.
     pub score_range: Option<(f64, f64)>,
 }
 
@@ -68,7 +74,7 @@ pub struct AttentionAnalyzer {
     heads: usize,
     config: AnalysisConfig,
     /// Fixed by the config or by the first batch with a valid entry.
-    range: Option<(f64, f64)>,
+    range: Option<CurveRange>,
     sums: Vec<HeadSums>,
     curves: Vec<CurveSums>,
 }
@@ -79,7 +85,11 @@ impl AttentionAnalyzer {
         let bins = config.bins;
         Self {
             heads,
-            range: config.score_range,
+            range: config.score_range.map(|(lo, hi)| CurveRange {
+                lo,
+                hi: hi.min(0.0),
+                bins,
+            }),
             config,
             sums: vec![HeadSums::default(); layers * heads],
             curves: vec![CurveSums::new(bins); layers],
@@ -99,13 +109,12 @@ impl AttentionAnalyzer {
         let valid = Valid::check(batch, self.heads).map_err(fail)?;
         check_values(batch, &valid).map_err(fail)?;
         if self.range.is_none() {
-            self.range = default_range(batch, &valid);
+            self.range = default_range(batch, &valid, self.config.bins);
         }
         let Some(range) = self.range else {
             return Ok(()); // no valid entry, nothing to fix the bins with or to count
         };
-        let bins = self.config.bins;
-        let mut curve = CurveSums::new(bins);
+        let mut curve = CurveSums::new(self.config.bins);
         let [b_n, h_n, _, _] = batch.shape;
         let mut row = RowBuffers::default();
         for b in 0..b_n {
@@ -126,14 +135,13 @@ impl AttentionAnalyzer {
                     if let Some(kernel) = row.kernel.as_deref() {
                         add_rho(&mut sums.kernel_rho, kernel, &row.scores);
                     }
-                    for (j, &s) in row.scores.iter().enumerate() {
-                        curve.add(
-                            bin_of(s, range, bins),
-                            row.teacher[j],
-                            row.student.as_ref().map(|v| v[j]),
-                            row.kernel.as_ref().map(|v| v[j]),
-                        );
-                    }
+                    let entries = Row {
+                        scores: &row.scores,
+                        teacher: &row.teacher,
+                        student: row.student.as_deref(),
+                        kernel: row.kernel.as_deref(),
+                    };
+                    curve.add_row(&entries, &range);
                 }
             }
         }
@@ -144,10 +152,11 @@ impl AttentionAnalyzer {
     /// The report for everything added, labelled `attention`.
     pub fn finish(self, attention: String) -> AttentionReport {
         let bins = self.config.bins;
-        let (lo, hi) = self.range.unwrap_or((0.0, 1.0));
-        let edges: Vec<f64> = (0..=bins)
-            .map(|e| lo + (hi - lo) * e as f64 / bins as f64)
-            .collect();
+        let range = self.range.unwrap_or(CurveRange {
+            lo: -1.0,
+            hi: 0.0,
+            bins,
+        });
         let mut pooled = CurveSums::new(bins);
         let layers: Vec<LayerReport> = self
             .curves
@@ -162,7 +171,7 @@ impl AttentionAnalyzer {
                     layer,
                     summary: Summary::of(&heads.iter().collect::<Vec<_>>()),
                     heads,
-                    curve: curve.curve(&edges),
+                    row_curve: Some(curve.curve(&range)),
                 }
             })
             .collect();
@@ -171,7 +180,7 @@ impl AttentionAnalyzer {
             attention,
             summary: Summary::of(&all),
             layers,
-            pooled: pooled.curve(&edges),
+            row_curve: Some(pooled.curve(&range)),
             example: None,
         }
     }
@@ -181,37 +190,42 @@ impl AttentionAnalyzer {
             return Err(AnalysisError::Config("bins is 0; use at least 1".into()));
         }
         if let Some((lo, hi)) = self.config.score_range
-            && !(lo.is_finite() && hi.is_finite() && lo < hi)
+            && !(lo.is_finite() && hi.is_finite() && lo < hi && lo < 0.0)
         {
             return Err(AnalysisError::Config(format!(
-                "score_range ({lo}, {hi}) must be finite with min < max"
+                "score_range ({lo}, {hi}) must be finite with min < max and min < 0: it is the \
+                 range of the score minus its row's maximum, which is never above 0"
             )));
         }
         Ok(())
     }
 }
 
-/// Min and max of the batch's valid scores, or None when it has no valid entry.
-fn default_range(batch: &LayerAttention, valid: &Valid) -> Option<(f64, f64)> {
+/// `[lowest centred score, 0]` over the batch's valid entries (`[-1, 0]` when every valid score
+/// is its row's maximum), or None when it has no valid entry.
+fn default_range(batch: &LayerAttention, valid: &Valid, bins: usize) -> Option<CurveRange> {
     let [b_n, h_n, _, _] = batch.shape;
-    let mut range: Option<(f64, f64)> = None;
+    let mut lowest: Option<f64> = None;
     for b in 0..b_n {
         for h in 0..h_n {
             for i in 0..valid.rows(b) {
                 let (start, n) = valid.keys(b, h, i, batch);
-                for &s in &batch.scores[start..start + n] {
-                    let s = f64::from(s);
-                    range = Some(range.map_or((s, s), |(lo, hi)| (lo.min(s), hi.max(s))));
-                }
+                let row = &batch.scores[start..start + n];
+                let (Some(&min), Some(&max)) = (
+                    row.iter().min_by(|a, b| a.total_cmp(b)),
+                    row.iter().max_by(|a, b| a.total_cmp(b)),
+                ) else {
+                    continue;
+                };
+                let x = f64::from(min) - f64::from(max);
+                lowest = Some(lowest.map_or(x, |l| l.min(x)));
             }
         }
     }
-    range.map(|(lo, hi)| {
-        if lo < hi {
-            (lo, hi)
-        } else {
-            (lo - 0.5, hi + 0.5)
-        }
+    lowest.map(|lo| CurveRange {
+        lo: if lo < 0.0 { lo } else { -1.0 },
+        hi: 0.0,
+        bins,
     })
 }
 

@@ -13,9 +13,15 @@
 //!   `φ(q_i)·φ(k_j)`) and the scores `q_i·k_j/√d`, with average ranks for ties; rows with fewer than
 //!   three valid keys, or whose weights or scores are all equal, have no ρ and are left out.
 //!
-//! Softmax is exactly monotonic, so its ρ is 1 in every row (paper §3, "monotonicity").
+//! Per layer (over its heads) and over the whole report: the monotonicity curve, also taken
+//! within each row: every weight over the weight of the row's top-scoring key, against the score
+//! minus the row's maximum, binned and averaged over rows ([`MonotonicityCurve`]).
+//!
+//! Softmax is exactly monotonic, so its ρ is 1 in every row and its curve is `exp(x)` (paper §3,
+//! "monotonicity").
 
 mod analyzer;
+mod curve;
 mod entropy;
 mod input;
 mod kl;
@@ -23,8 +29,9 @@ mod monotonicity;
 mod report;
 
 pub use analyzer::{AnalysisConfig, AttentionAnalyzer};
+pub use curve::{MonotonicityCurve, SkippedRows};
 pub use entropy::entropy;
 pub use input::LayerAttention;
 pub use kl::{KL_FLOOR, kl};
-pub use monotonicity::{MonotonicityCurve, spearman};
+pub use monotonicity::spearman;
 pub use report::{AttentionMap, AttentionReport, HeadStats, LayerReport, SpearmanRows, Summary};

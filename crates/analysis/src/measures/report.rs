@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::monotonicity::MonotonicityCurve;
+use super::curve::MonotonicityCurve;
 use crate::AnalysisError;
 
 /// Spearman row counts: how many rows had a defined ρ for each series.
@@ -61,13 +61,16 @@ impl Summary {
     }
 }
 
-/// One layer: its heads, their means, and its curve pooled over heads.
+/// One layer: its heads, their means, and its per-row curve over every head.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerReport {
     pub layer: usize,
     pub heads: Vec<HeadStats>,
     pub summary: Summary,
-    pub curve: MonotonicityCurve,
+    /// None in a report written before the curve was measured per query row (see
+    /// [`AttentionReport::row_curve`]).
+    #[serde(default)]
+    pub row_curve: Option<MonotonicityCurve>,
 }
 
 /// One head's attention on one example, for side-by-side pictures; `teacher` and `student` are
@@ -120,8 +123,12 @@ pub struct AttentionReport {
     /// Label such as "softmax", "1+ELU", "Hedgehog (softmax_split)".
     pub attention: String,
     pub layers: Vec<LayerReport>,
-    /// The curve over every layer and head.
-    pub pooled: MonotonicityCurve,
+    /// The per-row curve over every layer and head. None in a report written before the curve
+    /// was measured per query row: those files have a `pooled` curve of raw (score, weight)
+    /// pairs instead, which is a different measure, so it is not read into this one; the rest
+    /// of such a report still loads.
+    #[serde(default)]
+    pub row_curve: Option<MonotonicityCurve>,
     /// Means over every layer and head.
     pub summary: Summary,
     pub example: Option<AttentionMap>,

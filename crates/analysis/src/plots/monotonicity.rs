@@ -39,7 +39,16 @@ pub fn monotonicity_panels(
     // Colours count linear maps only, as in `entropy_bars`, so a map keeps its colour.
     let mut maps = 0;
     for r in reports {
-        let curve = &r.pooled;
+        let Some(curve) = &r.row_curve else {
+            return Err(data_error(
+                what,
+                format!(
+                    "report `{}` has no per-row monotonicity curve: it was written before the \
+                     curve was measured within each query row; re-run its analyze stage",
+                    r.attention
+                ),
+            ));
+        };
         let bins = curve.count.len();
         let sizes_ok = curve.edges.len() == bins + 1
             && [&curve.teacher, &curve.student, &curve.kernel]
@@ -49,7 +58,7 @@ pub fn monotonicity_panels(
             return Err(data_error(
                 what,
                 format!(
-                    "report `{}` has a malformed pooled curve ({} edges, {bins} bins)",
+                    "report `{}` has a malformed curve ({} edges, {bins} bins)",
                     r.attention,
                     curve.edges.len()
                 ),
