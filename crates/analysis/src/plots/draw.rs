@@ -201,6 +201,17 @@ pub(super) fn span(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> 
     }
 }
 
+/// `(lo, hi)` widened to whole powers of ten, for a log axis: plotters labels a log axis only at
+/// powers of ten (and multiples of them past the first), so a range inside one decade would
+/// have no label. Needs `0 < lo ≤ hi`.
+pub(super) fn decades((lo, hi): (f64, f64)) -> (f64, f64) {
+    let (lo, hi) = (
+        10f64.powf(lo.log10().floor()),
+        10f64.powf(hi.log10().ceil()),
+    );
+    if lo < hi { (lo, hi) } else { (lo, hi * 10.0) }
+}
+
 /// Text placed at a backend pixel (as `ChartContext::backend_coord` returns) on `area`.
 pub(super) fn text_at<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,

@@ -9,7 +9,9 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use polars::prelude::{CsvReadOptions, DataType, SerReader};
 
-use super::draw::{DrawResult, Figure, PALETTE, PlotFiles, data_error, font, save, short, span};
+use super::draw::{
+    DrawResult, Figure, PALETTE, PlotFiles, data_error, decades, font, save, short, span,
+};
 use crate::AnalysisError;
 
 /// A named line of `(x, y)` points, e.g. `("softmax", [(step, loss), …])`.
@@ -60,14 +62,10 @@ pub fn training_curves(
     let all = || series.iter().flat_map(|(_, p)| p.iter());
     let x = span(all().map(|p| p.0)).unwrap_or((0.0, 1.0));
     let (lo, hi) = span(all().map(|p| p.1)).unwrap_or((0.0, 1.0));
-    // plotters labels a log axis only at powers of ten (and multiples of them past the first),
-    // so a log axis is used from a decade of data up, widened to whole decades.
+    // A log axis is labelled at powers of ten only, so it is used from a decade of data up.
     let log_y = log_y && lo > 0.0 && hi / lo >= 10.0;
     let y = if log_y {
-        (
-            10f64.powf(lo.log10().floor()),
-            10f64.powf(hi.log10().ceil()),
-        )
+        decades((lo, hi))
     } else {
         let pad = (hi - lo) * 0.05;
         (lo - pad, hi + pad)
