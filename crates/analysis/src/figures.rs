@@ -35,7 +35,8 @@ pub enum Figure {
         out: PathBuf,
         sources: Vec<AnalysisSource>,
     },
-    /// Binned weight (and raw kernel) against q·k, one panel per map.
+    /// Per query row, each weight (and raw kernel) over the row's top key's, against the score
+    /// minus the row's maximum; one panel per map.
     Monotonicity {
         out: PathBuf,
         sources: Vec<AnalysisSource>,
@@ -168,6 +169,31 @@ fn all_reports(
     Ok(out)
 }
 
+/// The reports of a monotonicity figure. One written before the curve was measured per query
+/// row is an error that names the spec to re-run, rather than old numbers under the new axes;
+/// the other figures still read such reports.
+fn monotonicity_reports(
+    runs: &[RunRecord],
+    sources: &[AnalysisSource],
+) -> Result<Vec<AttentionReport>, AnalysisError> {
+    let mut out = Vec::new();
+    for source in sources {
+        for report in source_reports(runs, source)? {
+            if report.row_curve.is_none() {
+                return Err(AnalysisError::Data(format!(
+                    "{}; re-run the analyze stage `{}` of `{}`: `hedgehog run experiments/{}.yaml`",
+                    plots::stale_report(&report.attention),
+                    source.stage,
+                    source.spec,
+                    source.spec
+                )));
+            }
+            out.push(report);
+        }
+    }
+    Ok(out)
+}
+
 /// Draws one figure from the runs under `results_dir`.
 pub fn draw(figure: &Figure, runs: &[RunRecord]) -> Result<PlotFiles, AnalysisError> {
     if let Some(parent) = figure.out().parent() {
@@ -176,7 +202,7 @@ pub fn draw(figure: &Figure, runs: &[RunRecord]) -> Result<PlotFiles, AnalysisEr
     match figure {
         Figure::Entropy { out, sources } => entropy_figure(&all_reports(runs, sources)?, out),
         Figure::Monotonicity { out, sources } => {
-            plots::monotonicity_panels(&all_reports(runs, sources)?, out)
+            plots::monotonicity_panels(&monotonicity_reports(runs, sources)?, out)
         }
         Figure::KlHeatmaps { out, sources } => {
             let reports: Vec<AttentionReport> = all_reports(runs, sources)?

@@ -425,3 +425,80 @@ fn figures_read_reports_from_run_folders() {
     assert_eq!(skipped.len(), 1);
     assert!(skipped[0].1.contains("not_run"), "{:?}", skipped[0]);
 }
+
+/// `report` as analyze stages wrote it before the curve was measured per query row: a `pooled`
+/// curve (and a `curve` per layer) of raw (score, weight) pairs, and no `row_curve`.
+fn old_format_json(report: &AttentionReport) -> String {
+    let old_curve = serde_json::json!({
+        "edges": [-4.0, 0.0, 4.0], "count": [10, 6],
+        "teacher": [0.05, 0.3], "student": [0.1, 0.2], "kernel": [1.5, 2.5]
+    });
+    let mut json = serde_json::to_value(report).unwrap();
+    let root = json.as_object_mut().unwrap();
+    root.remove("row_curve");
+    root.insert("pooled".into(), old_curve.clone());
+    for layer in root["layers"].as_array_mut().unwrap() {
+        let layer = layer.as_object_mut().unwrap();
+        layer.remove("row_curve");
+        layer.insert("curve".into(), old_curve.clone());
+    }
+    json.to_string()
+}
+
+#[test]
+fn reports_from_before_per_row_curves_fail_only_the_monotonicity_figure() {
+    use hedgehog_analysis::collect_runs;
+    use hedgehog_analysis::figures::{FigureList, draw_all};
+
+    let results = tempfile::tempdir().unwrap();
+    let r = results.path();
+    let elu = report("1+ELU", Map::Elu, 4);
+    write_analysis_run(r, "maps", "run-001", &[("swapped in", &elu)]);
+    let path = r.join("maps/run-001/analysis/stage-0.json");
+    std::fs::write(&path, old_format_json(&elu)).unwrap();
+
+    // The old file still loads for everything but the curve, which is not read as the new one.
+    let old = AttentionReport::load(&path).unwrap();
+    assert_eq!(old.row_curve, None);
+    assert!(old.layers.iter().all(|l| l.row_curve.is_none()));
+    assert_eq!((old.summary(), &old.example), (elu.summary(), &elu.example));
+    let (_keep, dir) = out_dir();
+    let err = monotonicity_panels(&[old], &dir.join("bad")).unwrap_err();
+    assert!(matches!(err, AnalysisError::Data(_)), "{err:?}");
+    let err = err.to_string();
+    assert!(
+        err.contains("no per-row monotonicity curve") && err.contains("re-run its analyze stage"),
+        "{err}"
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let figure = |kind: &str| {
+        format!(
+            "  - kind: {kind}\n    out: {}/{kind}\n    sources:\n      - {{spec: maps, stage: swapped in}}\n",
+            out.path().display()
+        )
+    };
+    let yaml: String = ["monotonicity", "entropy", "kl_heatmaps", "attention_maps"]
+        .iter()
+        .map(|kind| figure(kind))
+        .collect();
+    let list_path = write(out.path(), "figures.yaml", &format!("figures:\n{yaml}"));
+    let runs = collect_runs(r).unwrap();
+    let (written, skipped) = draw_all(&FigureList::load(&list_path).unwrap(), r).unwrap();
+    assert_eq!(
+        written.len(),
+        3,
+        "the other figures still draw: {skipped:?}"
+    );
+    written.iter().for_each(check);
+    assert_eq!(skipped.len(), 1);
+    let (figure_out, message) = &skipped[0];
+    assert!(figure_out.ends_with("monotonicity"), "{figure_out:?}");
+    assert!(
+        message.contains("no per-row monotonicity curve")
+            && message.contains("re-run the analyze stage `swapped in` of `maps`")
+            && message.contains("hedgehog run experiments/maps.yaml"),
+        "{message}"
+    );
+    assert_eq!(runs.len(), 1);
+}

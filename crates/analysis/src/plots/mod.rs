@@ -21,4 +21,5 @@ pub use draw::PlotFiles;
 pub use entropy::entropy_bars;
 pub use kl_heatmaps::{kl_heatmap, kl_heatmaps};
 pub use monotonicity::monotonicity_panels;
+pub(crate) use monotonicity::stale_report;
 pub use training_curves::{Series, metrics_series, training_curves};
