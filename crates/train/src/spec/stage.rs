@@ -88,7 +88,9 @@ pub struct AnalysisSpec {
     /// Bins of the monotonicity curves.
     #[serde(default = "default_bins")]
     pub bins: usize,
-    /// Fixed q·k range of the bins (so curves of different runs line up); default: the data's.
+    /// Fixed x range of the monotonicity curve's bins (so curves of different runs line up);
+    /// default: the data's. x is q·k/√d minus its row's maximum, never above 0, so `[lo, hi]`
+    /// bins `[lo, min(hi, 0)]` (`[-12, 12]` bins `[-12, 0]`); see `AnalysisConfig::score_range`.
     #[serde(default)]
     pub score_range: Option<(f64, f64)>,
     /// The layer and head whose attention map of the first example is kept for the plots.
