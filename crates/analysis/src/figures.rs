@@ -1,7 +1,7 @@
 //! `hedgehog plots`: every committed figure, regenerated from run folders as a YAML file of
-//! figures (`experiments/figures.yaml`) says. Each figure names the runs it draws on by spec
-//! name (and, for the attention measures, the label of the `analyze` stage), so a figure is a
-//! pure function of `results/`.
+//! figures (`experiments/figures/paper_figures.yaml`) says. Each figure names the runs it draws
+//! on by spec name (and, for the attention measures, the label of the `analyze` stage), so a
+//! figure is a pure function of `results/`.
 
 use std::path::{Path, PathBuf};
 
