@@ -122,3 +122,19 @@ pub enum Role {
     Query,
     Key,
 }
+
+/// Inputs of a sliding-window + linear attention call (`window.rs`): raw `q, k: [B, H, T, d]`
+/// for the window's softmax scores, their features `fq, fk: [B, H, T, F]` for the linear part,
+/// `v: [B, H, T, dv]`, the per-head window factors `γ: [H]` (each in (0, 1)), the padding mask
+/// `[B, T]` (true = padding) and `ε` of the normaliser. Shapes are checked by the callers.
+#[derive(Clone, Debug)]
+pub struct WindowInputs<B: Backend> {
+    pub q: Tensor<B, 4>,
+    pub k: Tensor<B, 4>,
+    pub fq: Tensor<B, 4>,
+    pub fk: Tensor<B, 4>,
+    pub v: Tensor<B, 4>,
+    pub factors: Tensor<B, 1>,
+    pub key_padding: Option<Tensor<B, 2, Bool>>,
+    pub eps: f64,
+}

@@ -7,3 +7,4 @@ pub(crate) mod linear;
 pub(crate) mod lm_head;
 pub(crate) mod maps;
 pub(crate) mod softmax;
+pub(crate) mod window;
