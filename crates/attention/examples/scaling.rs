@@ -301,6 +301,8 @@ fn run_case<B: AutodiffBackend>(
             tie_query_key: false,
             chunk_size: CHUNK,
             eps: 1e-6,
+            window: 0,
+            window_factor: hedgehog_attention::attention::DEFAULT_WINDOW_FACTOR,
         }
         .init_linear::<B>(HEAD_DIM, HEADS, device)
         .expect("valid benchmark config")
