@@ -113,6 +113,8 @@ pub fn hedgehog(feature_dim: usize) -> AttentionConfig {
         tie_query_key: false,
         chunk_size: 5,
         eps: 1e-6,
+        window: 0,
+        window_factor: hedgehog_attention::attention::DEFAULT_WINDOW_FACTOR,
     }
 }
 
