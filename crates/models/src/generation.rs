@@ -1,8 +1,9 @@
 //! Text generation for the decoders: greedy, top-k and top-p (nucleus) sampling.
 //!
 //! The prompt is prefilled in one pass (softmax layers fill their key/value cache, linear layers
-//! run the chunked form and keep only `(S, z)`), then tokens are decoded one at a time; a linear
-//! layer's cost and memory per token stay constant.
+//! run the chunked form and keep only `(S, z)`, linear layers with a window of `W` keys keep the
+//! last `W` keys and values besides), then tokens are decoded one at a time; a linear layer's
+//! cost and memory per token stay constant, windowed or not.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};

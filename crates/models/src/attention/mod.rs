@@ -239,43 +239,112 @@ impl<B: Backend> SelfAttention<B> {
     ) -> Result<(Tensor<B, 3>, LayerCache<B>), AttentionError> {
         let (q, k, v) = self.project(x, start);
         let (y, cache) = match &self.linear {
-            None => {
-                let (keys, values) = match cache {
-                    LayerCache::Softmax { keys, values } => (
-                        Tensor::cat(vec![keys, k], 2),
-                        Tensor::cat(vec![values, v], 2),
-                    ),
-                    _ => (k, v),
-                };
-                let y = softmax::output(q, keys.clone(), values.clone(), true, None, 0.0)?;
-                (y, LayerCache::Softmax { keys, values })
+            None => Self::cached_softmax(q, k, v, cache)?,
+            Some(linear) if linear.window > 0 => {
+                Self::cached_window(linear, q, k, v, cache, start)?
             }
-            Some(linear) => {
-                let state = match cache {
-                    LayerCache::Linear(state) => Some(state),
-                    _ => None,
-                };
-                let (fq, fk) = linear.features(q, k, start)?;
-                let t = fq.dims()[2];
-                let (y, state) = if t == 1 {
-                    let [b, h, _, f] = fq.dims();
-                    let dv = v.dims()[3];
-                    let state =
-                        state.unwrap_or_else(|| LinearState::zeros(b, h, f, dv, &fq.device()));
-                    let (y, state) = linear_forms::recurrent_step(
-                        state,
-                        fq.reshape([b, h, f]),
-                        fk.reshape([b, h, f]),
-                        v.reshape([b, h, dv]),
-                        linear.eps,
-                    );
-                    (y.reshape([b, h, 1, dv]), state)
-                } else {
-                    linear_forms::chunked(fq, fk, v, linear.chunk_size, None, state, linear.eps)?
-                };
-                (y, LayerCache::Linear(state))
-            }
+            Some(linear) => Self::cached_linear(linear, q, k, v, cache, start)?,
         };
         Ok((self.merge(y), cache))
+    }
+
+    /// Softmax decoding: the cache grows by the new keys and values.
+    fn cached_softmax(
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        cache: LayerCache<B>,
+    ) -> Result<(Tensor<B, 4>, LayerCache<B>), AttentionError> {
+        let (keys, values) = match cache {
+            LayerCache::Softmax { keys, values } => (
+                Tensor::cat(vec![keys, k], 2),
+                Tensor::cat(vec![values, v], 2),
+            ),
+            _ => (k, v),
+        };
+        let y = softmax::output(q, keys.clone(), values.clone(), true, None, 0.0)?;
+        Ok((y, LayerCache::Softmax { keys, values }))
+    }
+
+    /// Linear decoding: one token is a recurrent step, several the chunked form; either way
+    /// the cache is `(S, z)` alone.
+    fn cached_linear(
+        linear: &LinearAttention<B>,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        cache: LayerCache<B>,
+        start: usize,
+    ) -> Result<(Tensor<B, 4>, LayerCache<B>), AttentionError> {
+        let state = match cache {
+            LayerCache::Linear(state) => Some(state),
+            _ => None,
+        };
+        let (fq, fk) = linear.features(q, k, start)?;
+        let t = fq.dims()[2];
+        let (y, state) = if t == 1 {
+            let [b, h, _, f] = fq.dims();
+            let dv = v.dims()[3];
+            let state = state.unwrap_or_else(|| LinearState::zeros(b, h, f, dv, &fq.device()));
+            let (y, state) = linear_forms::recurrent_step(
+                state,
+                fq.reshape([b, h, f]),
+                fk.reshape([b, h, f]),
+                v.reshape([b, h, dv]),
+                linear.eps,
+            );
+            (y.reshape([b, h, 1, dv]), state)
+        } else {
+            linear_forms::chunked(fq, fk, v, linear.chunk_size, None, state, linear.eps)?
+        };
+        Ok((y, LayerCache::Linear(state)))
+    }
+
+    /// Sliding-window decoding: one token after a filled cache is a decoding step, anything
+    /// else (the prompt, or several tokens continuing a cache) the chunked prefill. The cache
+    /// keeps at most `W` raw keys and values plus `(S, z)`: constant memory in the context.
+    fn cached_window(
+        linear: &LinearAttention<B>,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        cache: LayerCache<B>,
+        start: usize,
+    ) -> Result<(Tensor<B, 4>, LayerCache<B>), AttentionError> {
+        let previous = match cache {
+            LayerCache::Empty if start == 0 => None,
+            LayerCache::Window(state) if state.position == start => Some(state),
+            other => return Err(window_cache_mismatch(&other, start, linear.window)),
+        };
+        let (y, state) = match previous {
+            Some(state) if q.dims()[2] == 1 => linear.decode_step_window(state, q, k, v)?,
+            previous => linear.prefill_window(q, k, v, None, previous)?,
+        };
+        Ok((y, LayerCache::Window(state)))
+    }
+}
+
+/// Why a windowed layer cannot continue from `cache` at `start`: a cache of another kind, or
+/// one at another position (the window's keys and cosFormer's features depend on positions).
+fn window_cache_mismatch<B: Backend>(
+    cache: &LayerCache<B>,
+    start: usize,
+    window: usize,
+) -> AttentionError {
+    let found = match cache {
+        LayerCache::Empty => "an empty cache (which starts at position 0)".to_string(),
+        LayerCache::Window(state) => {
+            format!("a window cache at position {}", state.position)
+        }
+        LayerCache::Softmax { .. } => "a softmax key/value cache".to_string(),
+        LayerCache::Linear(_) => "a linear (S, z) cache".to_string(),
+    };
+    AttentionError::Config {
+        map: "sliding-window decoding",
+        reason: format!(
+            "a layer with window {window} continues at position {start} from {found}; pass \
+             each layer the cache its previous call returned, with start = the tokens seen so \
+             far"
+        ),
     }
 }
