@@ -1,8 +1,9 @@
 //! Checkpoint directories in the HF layout: `config.json` + `model.safetensors`.
 //!
 //! A converted model is saved the same way, with its per-layer attention in the config under
-//! `hedgehog_attention` and the feature-map tensors under `*.hedgehog.{query,key}_map.*`, so it
-//! loads back bit-identically and stays readable by HF tools for the base weights.
+//! `hedgehog_attention` and the feature-map tensors under `*.hedgehog.{query,key}_map.*` (a
+//! windowed layer's factor logits under `*.hedgehog.window_factors`), so it loads back
+//! bit-identically and stays readable by HF tools for the base weights.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -78,8 +79,9 @@ pub fn save<B: Backend, M: Checkpoint<B>>(
 }
 
 /// Loads `dir/config.json` + `dir/model.safetensors`: an HF checkpoint, or one written by
-/// [`save`]. `attention` replaces the checkpoint's attention (its feature maps then start fresh);
-/// `None` keeps it and loads the saved maps.
+/// [`save`]. `attention` replaces the checkpoint's attention (its feature maps then start fresh,
+/// and window factors at `window_factor`: how a pretrained softmax model gets a window);
+/// `None` keeps it and loads the saved maps and window factors (missing ones are an error).
 pub fn load<B: Backend, M: Checkpoint<B>>(
     dir: &Path,
     attention: Option<Vec<AttentionConfig>>,

@@ -30,7 +30,8 @@ impl<B: Backend> SelfAttention<B> {
         Ok(self)
     }
 
-    /// The trainable or constant tensors of the feature maps, under `prefix.{query,key}_map.*`.
+    /// The trainable or constant tensors of the feature maps, under `prefix.{query,key}_map.*`,
+    /// and a window's per-head logits `w` (`γ = sigmoid(w)`) as `prefix.window_factors` `[H]`.
     pub fn map_feature_maps<V: WeightVisitor<B>>(
         mut self,
         visitor: &mut V,
@@ -45,6 +46,11 @@ impl<B: Backend> SelfAttention<B> {
                     visitor,
                     &format!("{prefix}.key_map"),
                 )?);
+            }
+            if let Some(factors) = linear.window_factors.take() {
+                let name = format!("{prefix}.window_factors");
+                let loaded = visitor.param(&name, factors, Layout::AsIs);
+                linear.window_factors = Some(loaded.map_err(|e| no_saved_window(e, &name))?);
             }
             self.linear = Some(linear);
         }
@@ -83,5 +89,22 @@ impl<B: Backend> SelfAttention<B> {
             self.value.bias = Some(v);
         }
         Ok(self)
+    }
+}
+
+/// A checkpoint whose config has a window but whose weights have no window factors was saved
+/// without one (and its config edited since): say how to add a window instead.
+fn no_saved_window(error: WeightError, name: &str) -> WeightError {
+    match error {
+        WeightError::Missing { path, .. } => WeightError::Config {
+            path,
+            reason: format!(
+                "config.json gives this layer a sliding window but the weights have no `{name}`: \
+                 the checkpoint was saved without a window. To add one, load the model with an \
+                 attention override (from_pretrained(dir, Some(attention), ..)): the feature maps \
+                 then start fresh and γ at window_factor"
+            ),
+        },
+        other => other,
     }
 }
