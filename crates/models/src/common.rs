@@ -35,6 +35,23 @@ pub fn per_layer(
     }
 }
 
+/// Refuses sliding windows in a bidirectional encoder (`model`: "BERT", "ViT") when it is
+/// built rather than at its first forward: the window form is causal only.
+pub fn refuse_windows(attention: &[AttentionConfig], model: &str) -> Result<(), ModelError> {
+    let windowed = attention.iter().enumerate().find_map(|(layer, a)| match a {
+        AttentionConfig::Linear { window, .. } if *window > 0 => Some((layer, *window)),
+        _ => None,
+    });
+    match windowed {
+        None => Ok(()),
+        Some((layer, window)) => Err(ModelError::Config(format!(
+            "{model} layer {layer}: hedgehog_attention has window {window}, but sliding windows \
+             are causal only and {model}'s attention is bidirectional; use window 0 (or leave \
+             it out) for {model}"
+        ))),
+    }
+}
+
 pub fn layer_norm<B: Backend>(dim: usize, epsilon: f64, device: &B::Device) -> LayerNorm<B> {
     LayerNormConfig::new(dim).with_epsilon(epsilon).init(device)
 }

@@ -55,6 +55,18 @@ impl SelfAttentionConfig {
                 ),
             });
         }
+        if let AttentionConfig::Linear { window, .. } = &self.attention
+            && *window > 0
+            && !self.causal
+        {
+            // Caught here, not at the first forward, for layers built outside the models.
+            return Err(AttentionError::Config {
+                map: "self-attention",
+                reason: format!(
+                    "window {window} on a bidirectional layer: sliding windows are causal only"
+                ),
+            });
+        }
         let linear = |input: usize, out: usize| {
             let config = LinearConfig::new(input, out).with_bias(self.bias);
             match &self.initializer {

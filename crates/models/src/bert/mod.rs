@@ -15,7 +15,9 @@ use burn::tensor::{Bool, Int, Tensor, activation};
 
 use crate::activation::Gelu;
 use crate::attention::{AttentionCapture, AttentionMode, SelfAttention, SelfAttentionConfig};
-use crate::common::{AttentionLayers, check_tokens, classification_head, layer_norm, per_layer};
+use crate::common::{
+    AttentionLayers, check_tokens, classification_head, layer_norm, per_layer, refuse_windows,
+};
 use crate::error::ModelError;
 
 pub use self::config::BertConfig;
@@ -38,7 +40,9 @@ impl BertConfig {
                 )));
             }
         };
-        let layers = per_layer(&self.attention, self.num_hidden_layers)?
+        let attention = per_layer(&self.attention, self.num_hidden_layers)?;
+        refuse_windows(&attention, "BERT")?;
+        let layers = attention
             .into_iter()
             .map(|attention| {
                 Ok(BertLayer {

@@ -11,7 +11,7 @@ use burn::tensor::{Distribution, Tensor};
 
 use crate::activation::Gelu;
 use crate::attention::{AttentionCapture, AttentionMode, SelfAttention, SelfAttentionConfig};
-use crate::common::{AttentionLayers, classification_head, layer_norm, per_layer};
+use crate::common::{AttentionLayers, classification_head, layer_norm, per_layer, refuse_windows};
 use crate::error::ModelError;
 
 pub use self::config::VitConfig;
@@ -40,7 +40,9 @@ impl VitConfig {
                 )));
             }
         };
-        let layers = per_layer(&self.attention, self.num_hidden_layers)?
+        let attention = per_layer(&self.attention, self.num_hidden_layers)?;
+        refuse_windows(&attention, "ViT")?;
+        let layers = attention
             .into_iter()
             .map(|attention| {
                 Ok(VitLayer {
