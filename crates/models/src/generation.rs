@@ -3,7 +3,9 @@
 //! The prompt is prefilled in one pass (softmax layers fill their key/value cache, linear layers
 //! run the chunked form and keep only `(S, z)`, linear layers with a window of `W` keys keep the
 //! last `W` keys and values besides), then tokens are decoded one at a time; a linear layer's
-//! cost and memory per token stay constant, windowed or not.
+//! cost and memory per token stay constant, windowed or not ([`generate_profiled`] measures both).
+
+use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -48,6 +50,84 @@ pub fn generate<B: Backend, M: CausalLm<B>>(
     config: &GenerationConfig,
     device: &B::Device,
 ) -> Result<Vec<u32>, ModelError> {
+    generate_profiled(model, prompt, config, device).map(|(tokens, _)| tokens)
+}
+
+/// What one generation cost: wall time of the prefill and of the one-token decoding steps, and
+/// the decoding caches' size ([`LayerCache::bytes`], summed over layers) after the prefill and
+/// at the end.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerationProfile {
+    pub prompt_tokens: usize,
+    pub prefill_seconds: f64,
+    /// Forward calls on one new token (every generated token but the last is fed back).
+    pub decode_steps: usize,
+    pub decode_seconds: f64,
+    pub cache_bytes_after_prefill: usize,
+    pub cache_bytes: usize,
+}
+
+impl GenerationProfile {
+    /// Mean wall time of one decoding step, in milliseconds (`None` before any step).
+    pub fn ms_per_token(&self) -> Option<f64> {
+        (self.decode_steps > 0).then(|| self.decode_seconds * 1e3 / self.decode_steps as f64)
+    }
+}
+
+/// [`generate`], also timing it and measuring its caches.
+pub fn generate_profiled<B: Backend, M: CausalLm<B>>(
+    model: &M,
+    prompt: &[u32],
+    config: &GenerationConfig,
+    device: &B::Device,
+) -> Result<(Vec<u32>, GenerationProfile), ModelError> {
+    check_prompt(model, prompt, config)?;
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let tokens = |ids: &[u32]| {
+        let data: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+        Tensor::<B, 2, Int>::from_data(
+            TensorData::new(data, [1, ids.len()]).convert::<B::IntElem>(),
+            device,
+        )
+    };
+    let cache_bytes = |caches: &[LayerCache<B>]| caches.iter().map(LayerCache::bytes).sum();
+    let started = Instant::now();
+    let caches = vec![LayerCache::Empty; model.num_layers()];
+    let (logits, mut caches) = model.forward_cached(tokens(prompt), caches, 0)?;
+    // Reading the logits back waits for the backend, so the time covers the whole pass.
+    let mut last = last_logits(logits);
+    let mut profile = GenerationProfile {
+        prompt_tokens: prompt.len(),
+        prefill_seconds: started.elapsed().as_secs_f64(),
+        decode_steps: 0,
+        decode_seconds: 0.0,
+        cache_bytes_after_prefill: cache_bytes(&caches),
+        cache_bytes: 0,
+    };
+    let mut generated = Vec::with_capacity(config.max_new_tokens);
+    for step in 0..config.max_new_tokens {
+        let next = choose(&last, &config.sampling, &mut rng)?;
+        generated.push(next);
+        if config.stop_token == Some(next) || step + 1 == config.max_new_tokens {
+            break;
+        }
+        let started = Instant::now();
+        let (logits, next_caches) =
+            model.forward_cached(tokens(&[next]), caches, prompt.len() + step)?;
+        caches = next_caches;
+        last = last_logits(logits);
+        profile.decode_seconds += started.elapsed().as_secs_f64();
+        profile.decode_steps += 1;
+    }
+    profile.cache_bytes = cache_bytes(&caches);
+    Ok((generated, profile))
+}
+
+fn check_prompt<B: Backend, M: CausalLm<B>>(
+    model: &M,
+    prompt: &[u32],
+    config: &GenerationConfig,
+) -> Result<(), ModelError> {
     if prompt.is_empty() {
         return Err(ModelError::Input(
             "generation needs a non-empty prompt".into(),
@@ -62,30 +142,7 @@ pub fn generate<B: Backend, M: CausalLm<B>>(
             config.max_new_tokens
         )));
     }
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let tokens = |ids: &[u32]| {
-        let data: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
-        Tensor::<B, 2, Int>::from_data(
-            TensorData::new(data, [1, ids.len()]).convert::<B::IntElem>(),
-            device,
-        )
-    };
-    let caches = vec![LayerCache::Empty; model.num_layers()];
-    let (logits, mut caches) = model.forward_cached(tokens(prompt), caches, 0)?;
-    let mut last = last_logits(logits);
-    let mut generated = Vec::with_capacity(config.max_new_tokens);
-    for step in 0..config.max_new_tokens {
-        let next = choose(&last, &config.sampling, &mut rng)?;
-        generated.push(next);
-        if config.stop_token == Some(next) || step + 1 == config.max_new_tokens {
-            break;
-        }
-        let (logits, next_caches) =
-            model.forward_cached(tokens(&[next]), caches, prompt.len() + step)?;
-        caches = next_caches;
-        last = last_logits(logits);
-    }
-    Ok(generated)
+    Ok(())
 }
 
 fn last_logits<B: Backend>(logits: Tensor<B, 3>) -> Vec<f64> {
