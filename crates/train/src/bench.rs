@@ -12,6 +12,7 @@ use hedgehog_models::llama::Llama;
 use serde::Serialize;
 
 use crate::error::{RunError, file_error};
+use crate::memory::{peak_rss_mib, reset_peak_rss};
 use crate::optim::FusedAdamW;
 use crate::seeds::derived_seed;
 use crate::spec::{Family, Spec, StageKind, StageSpec, TaskSpec};
@@ -138,7 +139,7 @@ fn bench_task<B: AutodiffBackend, T: Task<B>>(
         tokens_per_step,
         tokens_per_second: (steps * tokens_per_step) as f64 / elapsed.max(1e-9),
         step_ms,
-        peak_rss_mib: peak_reset.then(|| status_mib("VmHWM")).flatten(),
+        peak_rss_mib: peak_reset.then(peak_rss_mib).flatten(),
         attention,
     })
 }
@@ -161,17 +162,4 @@ fn timed_stage(spec: &Spec, stage_index: usize, steps: usize) -> Result<&StageSp
         return Err(RunError::Config("--steps must be at least 1".into()));
     }
     Ok(stage)
-}
-
-/// Resets the kernel's resident-set high-water mark of this process (Linux, `clear_refs` 5).
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// A `kB` field of `/proc/self/status`, in MiB.
-fn status_mib(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }

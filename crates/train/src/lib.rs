@@ -6,6 +6,7 @@
 pub mod bench;
 mod checkpoint;
 mod error;
+mod memory;
 pub mod metrics;
 pub mod optim;
 mod progress;

@@ -3,11 +3,12 @@
 //! `--set dotted.key=value` overrides and `sweep:` grids that expand into one spec per point.
 //!
 //! One file per section, each validating itself next to its definition: `model`, `task`,
-//! `stage`, `optimizer`, and `sweep` (overrides and grids); this file holds the whole spec, its
+//! `stage`, `passkey` (a passkey stage's settings), `optimizer`, and `sweep` (overrides and grids); this file holds the whole spec, its
 //! small sections (device, checkpoint, report) and `load`.
 
 mod model;
 mod optimizer;
+mod passkey;
 mod stage;
 mod sweep;
 mod task;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use model::{Family, ModelSpec, Preset};
 pub use optimizer::{OptimizerSpec, ScheduleSpec};
+pub use passkey::PasskeySpec;
 pub use stage::{AnalysisSpec, EarlyStopping, LayerInputs, StageKind, StageSpec, Trainable};
 pub use sweep::SweepPoint;
 pub use task::{TaskSpec, TransformSpec};
@@ -217,6 +219,7 @@ impl Spec {
             }
             stage.validate(i, current)?;
         }
+        passkey::validate_task(&self.stages, &self.task)?;
         if self.checkpoint.every == 0 || self.checkpoint.keep == 0 {
             return Err("checkpoint: every and keep must be positive".into());
         }

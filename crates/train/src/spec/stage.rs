@@ -5,6 +5,7 @@ use hedgehog_models::lora::LoraConfig;
 use serde::{Deserialize, Serialize};
 
 use super::optimizer::{OptimizerSpec, ScheduleSpec};
+use super::passkey::{self, PasskeySpec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,6 +20,8 @@ pub enum StageKind {
     Eval,
     /// Attention entropy, monotonicity and fidelity on validation batches (`analysis/`).
     Analyze,
+    /// Passkey retrieval against context length, and decoding speed and memory (`analysis/`).
+    Passkey,
 }
 
 impl StageKind {
@@ -33,6 +36,7 @@ impl StageKind {
             Self::Finetune => "finetune",
             Self::Eval => "eval",
             Self::Analyze => "analyze",
+            Self::Passkey => "passkey",
         }
     }
 }
@@ -167,6 +171,9 @@ pub struct StageSpec {
     /// This stage's result is a row of the spec's report table, under this name.
     #[serde(default)]
     pub row: Option<String>,
+    /// Settings of a `passkey` stage.
+    #[serde(default)]
+    pub passkey: Option<PasskeySpec>,
 }
 
 fn default_trainable() -> Trainable {
@@ -225,6 +232,7 @@ impl StageSpec {
         {
             return Err(format!("{at}: {e}"));
         }
+        passkey::validate_stage(self, &at)?;
         if self.analysis.is_some() && self.kind != StageKind::Analyze {
             return Err(format!("{at}: `analysis:` belongs to an analyze stage"));
         }

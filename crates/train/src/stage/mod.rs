@@ -1,5 +1,5 @@
 //! The stage kinds of a run behind one small interface, [`Stage`]: `train` and `finetune`
-//! ([`train`]), `distill` ([`distill`]), `eval` ([`eval`]) and `analyze` ([`analyze`]). A new
+//! ([`train`]), `distill` ([`distill`]), `eval` ([`eval`]), `analyze` ([`analyze`]) and `passkey` ([`passkey`]). A new
 //! kind is a file implementing [`Stage`] plus its arm in [`run_stage`]; a new loss for the
 //! training stages is an [`step::Objective`].
 
@@ -7,6 +7,7 @@ mod analyze;
 mod distill;
 mod eval;
 mod parallel;
+mod passkey;
 mod step;
 mod subset;
 mod train;
@@ -80,6 +81,7 @@ pub(crate) fn run_stage<B: AutodiffBackend, T: Task<B>>(
         StageKind::Distill => distill::Distill.run(run, stage, model, optimizer),
         StageKind::Eval => eval::Eval.run(run, stage, model, optimizer),
         StageKind::Analyze => analyze::Analyze.run(run, stage, model, optimizer),
+        StageKind::Passkey => passkey::Passkey.run(run, stage, model, optimizer),
     }
 }
 

@@ -1,19 +1,34 @@
 //! The decoders the causal tasks (language modelling, associative recall) train: what they
 //! need of a model ([`LanguageModel`], [`Decoder`]) and its implementations for GPT-2 and
-//! Llama.
+//! Llama, and a decoder as a [`TextGenerator`].
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
+use hedgehog_models::generation::GenerationProfile;
 use hedgehog_models::gpt2::Gpt2;
 use hedgehog_models::llama::Llama;
-use hedgehog_models::{AttentionMode, ModelError, ModelOutput};
+use hedgehog_models::tokenizer::TextTokenizer;
+use hedgehog_models::{AttentionMode, CausalLm, ModelError, ModelOutput};
 
 use super::models;
 use crate::error::RunError;
 use crate::spec::Spec;
 
-/// What the language-modelling tasks need of a decoder.
-pub trait LanguageModel<B: Backend> {
+/// A model and its tokenizer, for evaluations that prompt it and read its answers.
+pub struct TextGenerator<'m> {
+    pub tokenizer: &'m TextTokenizer,
+    /// The validation split's text, which prompts draw their distractors from.
+    pub validation_text: String,
+    /// Greedy continuation of a prompt by up to the given number of tokens, timed and with
+    /// the decoding caches' size.
+    #[allow(clippy::type_complexity)]
+    pub generate:
+        Box<dyn Fn(&[u32], usize) -> Result<(Vec<u32>, GenerationProfile), RunError> + 'm>,
+}
+
+/// What the language-modelling tasks need of a decoder (it also decodes with caches, for
+/// generation).
+pub trait LanguageModel<B: Backend>: CausalLm<B> {
     /// Logits `[B, T, V]` (and captured attention when asked).
     fn lm_forward(
         &self,

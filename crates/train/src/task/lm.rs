@@ -7,13 +7,17 @@ use std::path::PathBuf;
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
+use hedgehog_models::generation::{GenerationConfig, Sampling, generate_profiled};
 use hedgehog_models::tokenizer::TextTokenizer;
 use hedgehog_models::{AttentionMode, ModelError};
 use hedgehog_tasks::lm::{self, CorpusSplit, TokenFile};
 
 pub use super::decoder::{Decoder, LanguageModel};
-use super::{Captured, Evaluation, Inner, Task, TaskInfo, distillation_loss, int_tensor, models};
-use crate::error::RunError;
+use super::{
+    Captured, Evaluation, Inner, Task, TaskInfo, TextGenerator, distillation_loss, int_tensor,
+    models,
+};
+use crate::error::{RunError, file_error};
 use crate::spec::{Spec, TaskSpec};
 
 /// The tokenizer a run's corpus is read with, and its name in cache files.
@@ -299,6 +303,35 @@ where
             lengths: None,
             tokens,
             causal: true,
+        })
+    }
+
+    fn text_generator<'m>(
+        &'m self,
+        model: &'m Inner<B, M>,
+        device: &'m B::Device,
+    ) -> Result<TextGenerator<'m>, RunError> {
+        if !self.originals.is_empty() {
+            return Err(RunError::Config(
+                "the model reads a remapped vocabulary (task.vocab_limit), so it cannot read \
+                 or write the tokenizer's text; remove vocab_limit"
+                    .into(),
+            ));
+        }
+        let source = lm::split_path(&self.path(), CorpusSplit::Valid)?;
+        let validation_text = std::fs::read_to_string(&source).map_err(file_error(&source))?;
+        Ok(TextGenerator {
+            tokenizer: &self.tokenizer,
+            validation_text,
+            generate: Box::new(move |prompt: &[u32], new_tokens: usize| {
+                let config = GenerationConfig {
+                    max_new_tokens: new_tokens,
+                    sampling: Sampling::Greedy,
+                    seed: 0,
+                    stop_token: None,
+                };
+                Ok(generate_profiled(model, prompt, &config, device)?)
+            }),
         })
     }
 }

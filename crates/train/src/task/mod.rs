@@ -6,6 +6,8 @@
 //! ([`images`], ViT).
 
 mod decoder;
+
+pub use decoder::TextGenerator;
 pub mod glue;
 pub mod images;
 pub mod lm;
@@ -120,6 +122,21 @@ pub trait Task<B: AutodiffBackend>: Sync {
         mode: AttentionMode,
         device: &B::Device,
     ) -> Result<Captured<B::InnerBackend>, RunError>;
+
+    /// The model as a text generator, for evaluations that prompt it (the `passkey` stage);
+    /// a task whose model does not write text says so.
+    fn text_generator<'m>(
+        &'m self,
+        model: &'m Inner<B, Self::Model>,
+        device: &'m B::Device,
+    ) -> Result<TextGenerator<'m>, RunError> {
+        let _ = (model, device);
+        Err(RunError::Config(
+            "this task's model does not generate text: passkey retrieval needs a \
+             language_modeling task with a decoder (gpt2 or llama)"
+                .into(),
+        ))
+    }
 }
 
 /// The distillation loss of Hedgehog stage 1 (method.md §3): soft cross-entropy between each
