@@ -46,6 +46,7 @@ pub enum StageKind {
     Finetune,
     Eval,
     Analyze,
+    Passkey,
     /// A kind newer than this crate.
     #[serde(other)]
     Other,
