@@ -77,12 +77,14 @@ pub fn trial_seed(seed: u64, length: usize, depth_index: usize, trial: usize) ->
     z ^ (z >> 31)
 }
 
+/// Greedy continuation of a prompt by up to the given number of new tokens.
+pub type Answerer<'a, E> = dyn FnMut(&[u32], usize) -> Result<Vec<u32>, E> + 'a;
+
 /// What a passkey evaluation needs of the model and its tokenizer.
 pub struct PasskeyModel<'a, E> {
     pub encode: &'a dyn Fn(&str) -> Result<Vec<u32>, DataError>,
     pub decode: &'a dyn Fn(&[u32]) -> Result<String, DataError>,
-    /// Greedy continuation of a prompt: up to the given number of new tokens.
-    pub answer: &'a mut dyn FnMut(&[u32], usize) -> Result<Vec<u32>, E>,
+    pub answer: &'a mut Answerer<'a, E>,
 }
 
 /// Runs every trial of `grid`, reporting each finished cell through `progress`.

@@ -115,11 +115,7 @@ impl<B: AutodiffBackend, T: Task<B>> Stage<B, T> for Passkey {
             depths: &grid.depths,
             trials_per_cell: grid.trials,
             seed: grid.seed,
-            length_accuracy: grid
-                .lengths
-                .iter()
-                .filter_map(|&l| results.length_accuracy(l).map(|a| (l, a)))
-                .collect(),
+            length_accuracy: length_accuracy(&grid, &results),
             cells: &results.cells,
             speed: &speed,
             trials: &results.trials,
@@ -143,6 +139,12 @@ impl<B: AutodiffBackend, T: Task<B>> Stage<B, T> for Passkey {
         };
         Ok((model, result))
     }
+}
+
+fn length_accuracy(grid: &PasskeyGrid, results: &PasskeyResults) -> BTreeMap<usize, f64> {
+    (grid.lengths.iter())
+        .filter_map(|&l| results.length_accuracy(l).map(|a| (l, a)))
+        .collect()
 }
 
 /// Every trial of the grid, a progress line per finished (length, depth) cell.
