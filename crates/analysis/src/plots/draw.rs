@@ -1,5 +1,5 @@
 //! What every figure shares: the bundled font, the colours, number formatting, text placement,
-//! and writing a [`Figure`] as PNG and SVG.
+//! a panel of lines with a legend, and writing a [`Figure`] as PNG and SVG.
 
 use std::ffi::OsString;
 use std::io::Cursor;
@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
 
@@ -238,4 +240,109 @@ pub(super) fn text_width<DB: DrawingBackend>(
         .map(|(w, _)| w)
         .max()
         .unwrap_or(0)
+}
+
+/// A named line of `(x, y)` points, e.g. `("softmax", [(step, loss), …])`.
+pub type Series = (String, Vec<(f64, f64)>);
+
+/// One panel of lines with a legend: what the training curves and the generation-memory
+/// figure share. Each line keeps its own colour, so that a map has the same colour in every
+/// panel even where it has no points in one.
+pub(super) struct LinePanel {
+    pub(super) title: String,
+    pub(super) x_desc: String,
+    pub(super) y_desc: String,
+    pub(super) lines: Vec<(Series, RGBColor)>,
+    pub(super) x: (f64, f64),
+    pub(super) y: (f64, f64),
+    pub(super) log_y: bool,
+}
+
+impl LinePanel {
+    /// A panel over `lines` (finite points; y > 0 when `log_y`), with ranges from the data.
+    /// The y axis is logarithmic only when asked and the values span at least a decade: a log
+    /// axis is labelled at powers of ten only, and a narrower span looks the same on a linear
+    /// axis, which keeps its tick labels.
+    pub(super) fn new(
+        title: &str,
+        (x_desc, y_desc): (&str, &str),
+        lines: Vec<(Series, RGBColor)>,
+        log_y: bool,
+    ) -> Self {
+        let all = || lines.iter().flat_map(|((_, p), _)| p.iter());
+        let x = span(all().map(|p| p.0)).unwrap_or((0.0, 1.0));
+        let (lo, hi) = span(all().map(|p| p.1)).unwrap_or((0.0, 1.0));
+        let log_y = log_y && lo > 0.0 && hi / lo >= 10.0;
+        let y = if log_y {
+            decades((lo, hi))
+        } else {
+            let pad = (hi - lo) * 0.05;
+            (lo - pad, hi + pad)
+        };
+        Self {
+            title: title.into(),
+            x_desc: x_desc.into(),
+            y_desc: y_desc.into(),
+            lines,
+            x,
+            y,
+            log_y,
+        }
+    }
+
+    pub(super) fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let (lo, hi) = self.y;
+        if self.log_y {
+            let y: LogCoord<f64> = (lo..hi).log_scale().into();
+            self.draw_on(area, y)
+        } else {
+            let y: RangedCoordf64 = (lo..hi).into();
+            self.draw_on(area, y)
+        }
+    }
+
+    fn draw_on<DB: DrawingBackend, Y>(&self, area: &DrawingArea<DB, Shift>, y: Y) -> DrawResult<DB>
+    where
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        let mut chart = ChartBuilder::on(area)
+            .caption(&self.title, font(24.0))
+            .margin(16)
+            .x_label_area_size(56)
+            .y_label_area_size(80)
+            .build_cartesian_2d(self.x.0..self.x.1, y)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc.as_str())
+            .y_desc(self.y_desc.as_str())
+            .x_label_formatter(&|v| short(*v))
+            .y_label_formatter(&|v| short(*v))
+            .label_style(font(16.0))
+            .axis_desc_style(font(18.0))
+            .draw()?;
+        for ((name, points), color) in &self.lines {
+            let color = *color;
+            chart
+                .draw_series(
+                    LineSeries::new(points.clone(), color.stroke_width(2))
+                        .point_size(if points.len() <= 30 { 3 } else { 0 }),
+                )?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .label_font(font(16.0))
+            .draw()
+    }
+}
+
+/// The palette colour of the `i`-th line.
+pub(super) fn line_color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
 }
