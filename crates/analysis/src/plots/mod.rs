@@ -14,6 +14,7 @@ mod entropy;
 mod heatmap;
 mod kl_heatmaps;
 mod monotonicity;
+mod passkey;
 mod training_curves;
 
 pub use attention_maps::attention_maps;
@@ -22,4 +23,5 @@ pub use entropy::entropy_bars;
 pub use kl_heatmaps::{kl_heatmap, kl_heatmaps};
 pub use monotonicity::monotonicity_panels;
 pub(crate) use monotonicity::stale_report;
+pub use passkey::{generation_memory, passkey_heatmaps};
 pub use training_curves::{Series, metrics_series, training_curves};

@@ -19,6 +19,9 @@ pub const PASSKEY_TABLE_ID: &str = "passkey";
 #[derive(Clone, Debug, Deserialize)]
 pub struct PasskeyReport {
     pub attention: String,
+    /// The passkey stage's label (e.g. "zero-shot"); the figures filter on it.
+    #[serde(default)]
+    pub label: String,
     pub lengths: Vec<usize>,
     pub depths: Vec<f64>,
     /// Mean accuracy over depths and trials, by length (JSON keys are the lengths as text).
@@ -39,6 +42,10 @@ pub struct PasskeyCell {
 pub struct PasskeySpeed {
     pub length: usize,
     pub ms_per_token: Option<f64>,
+    /// The decoding cache right after the prompt: what the context length costs, before any
+    /// generated token (absent from reports written before it was measured).
+    #[serde(default)]
+    pub cache_bytes_after_prefill: Option<usize>,
     pub cache_bytes: usize,
 }
 
