@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::AnalysisError;
 use crate::measures::AttentionReport;
 use crate::plots::{self, PlotFiles, Series};
-use crate::tables::{RunRecord, StageKind, collect_runs};
+use crate::tables::{PasskeyReport, RunRecord, StageKind, collect_runs, passkey_reports};
 
 /// The analysis reports of one spec's runs: those of the `analyze` stage labelled `stage`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,6 +62,22 @@ pub enum Figure {
         #[serde(default)]
         log_y: bool,
     },
+    /// Passkey accuracy per context length × depth, one panel per attention of `spec`'s
+    /// passkey stages (only those labelled `stage` when given).
+    PasskeyHeatmaps {
+        out: PathBuf,
+        spec: String,
+        #[serde(default)]
+        stage: Option<String>,
+    },
+    /// Decoding-cache bytes after the prompt and ms per generated token against the context
+    /// length, one line per attention of `spec`'s passkey stages (`stage` as above).
+    GenerationMemory {
+        out: PathBuf,
+        spec: String,
+        #[serde(default)]
+        stage: Option<String>,
+    },
 }
 
 impl Figure {
@@ -71,7 +87,9 @@ impl Figure {
             | Self::Monotonicity { out, .. }
             | Self::KlHeatmaps { out, .. }
             | Self::AttentionMaps { out, .. }
-            | Self::TrainingCurves { out, .. } => out,
+            | Self::TrainingCurves { out, .. }
+            | Self::PasskeyHeatmaps { out, .. }
+            | Self::GenerationMemory { out, .. } => out,
         }
     }
 }
@@ -230,7 +248,51 @@ pub fn draw(figure: &Figure, runs: &[RunRecord]) -> Result<PlotFiles, AnalysisEr
             let series = metrics_of_runs(runs, spec, column, stage.as_deref())?;
             plots::training_curves(&series, column, *log_y, out)
         }
+        Figure::PasskeyHeatmaps { out, spec, stage } => {
+            plots::passkey_heatmaps(&passkey_figure_reports(runs, spec, stage.as_deref())?, out)
+        }
+        Figure::GenerationMemory { out, spec, stage } => {
+            plots::generation_memory(&passkey_figure_reports(runs, spec, stage.as_deref())?, out)
+        }
     }
+}
+
+/// The passkey reports of `spec`'s finished runs (only stages labelled `stage` when given),
+/// one per attention and stage label, the newest run's, each titled with its attention (and
+/// its stage label when several stage labels are drawn).
+fn passkey_figure_reports(
+    runs: &[RunRecord],
+    spec: &str,
+    stage: Option<&str>,
+) -> Result<Vec<PasskeyReport>, AnalysisError> {
+    let mut chosen: Vec<PasskeyReport> = Vec::new();
+    for (_, report) in passkey_reports(runs, Some(spec))? {
+        if stage.is_some_and(|label| report.label != label) {
+            continue;
+        }
+        // Runs come oldest first, so a later run with the same attention and stage replaces
+        // the earlier one, in its place.
+        match chosen
+            .iter_mut()
+            .find(|r| r.attention == report.attention && r.label == report.label)
+        {
+            Some(slot) => *slot = report,
+            None => chosen.push(report),
+        }
+    }
+    if chosen.is_empty() {
+        let labelled = stage.map_or_else(String::new, |l| format!(" labelled `{l}`"));
+        return Err(AnalysisError::Data(format!(
+            "no finished run of `{spec}` has a passkey stage{labelled}; run `hedgehog run experiments/{spec}.yaml` first"
+        )));
+    }
+    let several_stages = chosen.iter().any(|r| r.label != chosen[0].label);
+    if several_stages {
+        for report in &mut chosen {
+            report.attention = format!("{} ({})", report.attention, report.label);
+        }
+    }
+    Ok(chosen)
 }
 
 /// The entropy bars of the maps among `reports`, against softmax's entropy.
