@@ -306,7 +306,7 @@ impl LinePanel {
         Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
     {
         let mut chart = ChartBuilder::on(area)
-            .caption(&self.title, font(24.0))
+            .caption(&self.title, font(26.0))
             .margin(16)
             .x_label_area_size(56)
             .y_label_area_size(80)
