@@ -1,12 +1,13 @@
 //! Multi-head self-attention shared by every model, with any attention of `hedgehog-attention`
-//! per layer, rotary embeddings and grouped-query heads for Llama-style models, a conversion
-//! mode that returns the teacher's and the student's weights, and optional LoRA adapters on
-//! the projections (see [`crate::lora`]).
+//! per layer, rotary embeddings and grouped-query heads for Llama-style models, conversion
+//! modes that return the teacher's and the student's weights (and, asked, their outputs), and
+//! optional LoRA adapters on the projections (see [`crate::lora`]).
 //!
 //! This file is the layer and its forward paths. Below it: what a forward is asked to run and
-//! hands back (`capture.rs`), the decoding cache (`cache.rs`) and RoPE (`rotary.rs`). Above it, as
-//! further `impl` blocks of [`SelfAttention`]: attaching and merging LoRA (`adapters.rs`) and
-//! the layer's weight table (`weights.rs`).
+//! hands back, and how the captures are computed (`capture.rs`), the decoding cache
+//! (`cache.rs`) and RoPE (`rotary.rs`). Above it, as further `impl` blocks of
+//! [`SelfAttention`]: attaching and merging LoRA (`adapters.rs`) and the layer's weight table
+//! (`weights.rs`).
 
 mod adapters;
 mod cache;
@@ -21,6 +22,7 @@ use hedgehog_attention::linear::{self as linear_forms, LinearState};
 use hedgehog_attention::{AttentionConfig, AttentionError, LinearAttention, softmax};
 
 pub use self::cache::LayerCache;
+use self::capture::CaptureInputs;
 pub use self::capture::{AttentionCapture, AttentionMode};
 pub use self::rotary::Rotary;
 pub use crate::activation::Gelu;
@@ -166,23 +168,11 @@ impl<B: Backend> SelfAttention<B> {
         self.projection(&self.output, LoraTarget::Output, y)
     }
 
-    /// The detached kernel `φ(q_i)·φ(k_j)` of the capture: analysis only, no gradient.
-    fn kernel(
-        &self,
-        linear: &LinearAttention<B>,
-        q: Tensor<B, 4>,
-        k: Tensor<B, 4>,
-        key_padding: Option<&Tensor<B, 2, Bool>>,
-    ) -> Result<Tensor<B, 4>, AttentionError> {
-        Ok(linear
-            .kernel(q.detach(), k.detach(), self.causal, key_padding)?
-            .detach())
-    }
-
     /// Full-sequence forward: `x: [B, T, D]`, `key_padding: [B, T]` (true = padding).
     ///
     /// With `capture`, also returns the teacher's and student's weights and the student's
-    /// kernel (quadratic cost).
+    /// kernel (quadratic cost); the distilling modes always capture
+    /// ([`AttentionMode::DistillOutputs`] adds both outputs).
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -191,7 +181,15 @@ impl<B: Backend> SelfAttention<B> {
         capture: bool,
     ) -> Result<(Tensor<B, 3>, Option<AttentionCapture<B>>), AttentionError> {
         let (q, k, v) = self.project(x, 0);
-        let use_softmax = self.linear.is_none() || mode == AttentionMode::Distill;
+        let use_softmax = self.linear.is_none() || mode.distills();
+        let inputs = |q: &Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>| CaptureInputs {
+            q: q.clone(),
+            k: k.clone(),
+            v: v.clone(),
+            causal: self.causal,
+            key_padding,
+            linear: self.linear.as_ref(),
+        };
         let mut captured = None;
         let y = if use_softmax && !capture && mode == AttentionMode::Configured {
             // The training and inference path: one fused pass on the CPU backend, no T × T
@@ -199,42 +197,18 @@ impl<B: Backend> SelfAttention<B> {
             softmax::output(q, k, v, self.causal, key_padding, self.dropout.prob)?
         } else if use_softmax {
             let weights = softmax::weights(q.clone(), k.clone(), self.causal, key_padding)?;
-            if capture || mode == AttentionMode::Distill {
-                let (student, kernel) = match &self.linear {
-                    Some(linear) => (
-                        Some(linear.weights(
-                            q.clone().detach(),
-                            k.clone().detach(),
-                            self.causal,
-                            key_padding,
-                        )?),
-                        Some(self.kernel(linear, q.clone(), k.clone(), key_padding)?),
-                    ),
-                    None => (None, None),
-                };
-                captured = Some(AttentionCapture {
-                    teacher: weights.clone().detach(),
-                    student,
-                    scores: softmax::scores(q.detach(), k.detach()),
-                    kernel,
-                });
+            if capture || mode.distills() {
+                captured = Some(AttentionCapture::teacher_forced(
+                    inputs(&q, &k, &v),
+                    weights.clone(),
+                    mode,
+                )?);
             }
             self.dropout.forward(weights).matmul(v)
         } else {
             let linear = self.linear.as_ref().expect("linear layer");
             if capture {
-                captured = Some(AttentionCapture {
-                    teacher: softmax::weights(q.clone(), k.clone(), self.causal, key_padding)?
-                        .detach(),
-                    student: Some(linear.weights(
-                        q.clone(),
-                        k.clone(),
-                        self.causal,
-                        key_padding,
-                    )?),
-                    scores: softmax::scores(q.clone().detach(), k.clone().detach()),
-                    kernel: Some(self.kernel(linear, q.clone(), k.clone(), key_padding)?),
-                });
+                captured = Some(AttentionCapture::as_run(inputs(&q, &k, &v), linear)?);
             }
             linear.forward(q, k, v, self.causal, key_padding)?
         };
