@@ -5,7 +5,9 @@
 
 pub mod bench;
 mod checkpoint;
+mod csv_table;
 mod error;
+pub mod layer_metrics;
 mod memory;
 pub mod metrics;
 pub mod optim;
@@ -17,5 +19,5 @@ mod stage;
 mod summary;
 pub mod task;
 
-pub use run::{RunError, RunOptions, RunSummary, StageResult, run, run_point};
+pub use run::{LayerLosses, RunError, RunOptions, RunSummary, StageResult, run, run_point};
 pub use spec::{Spec, SpecError, SweepPoint};

@@ -1,5 +1,7 @@
 //! `metrics.csv` of a run, written through polars: one row per optimiser step and per
-//! evaluation, with the task's validation metrics as `val_<metric>` columns.
+//! evaluation, with each distillation loss a run's distill stages weigh as a `loss_<name>`
+//! column and the task's validation metrics as `val_<metric>` columns; beside it, for a run
+//! with distill stages, the per-layer `distill_layers.csv` ([`crate::layer_metrics`]).
 //!
 //! The rows live in memory and the whole file is rewritten atomically (temporary file, then
 //! rename) at each flush, so a kill never leaves half a row.
@@ -9,7 +11,11 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::error::{RunError, file_error};
+use crate::csv_table::{CsvTable, write_atomically};
+use crate::error::RunError;
+use crate::layer_metrics::LayerLog;
+use crate::spec::DistillComponent;
+use crate::summary::LayerLosses;
 
 /// One line of `metrics.csv`.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +28,8 @@ pub struct MetricsRow {
     pub loss: Option<f64>,
     pub lr: Option<f64>,
     pub tokens_per_second: Option<f64>,
+    /// A distill step's components by name (`weight_ce`, ...; written as `loss_<name>`).
+    pub components: BTreeMap<String, f64>,
     /// Validation metrics by name (written as `val_<name>`).
     pub validation: BTreeMap<String, f64>,
 }
@@ -38,20 +46,23 @@ const FIXED: [&str; 7] = [
 
 pub struct MetricsLog {
     path: PathBuf,
+    /// The component columns, fixed when the run starts (from its spec) so that the header
+    /// does not change when the first distill stage begins or a run resumes.
+    components: Vec<String>,
     rows: Vec<MetricsRow>,
-}
-
-fn polars_error(path: &Path) -> impl Fn(PolarsError) -> RunError + '_ {
-    move |e| RunError::File {
-        path: path.to_path_buf(),
-        message: format!("metrics table: {e}"),
-    }
+    /// `distill_layers.csv`, for a run with distill stages.
+    layers: Option<LayerLog>,
 }
 
 impl MetricsLog {
-    /// Opens `dir/metrics.csv`; with `keep_until`, the rows a resumed run keeps (those up to
-    /// its checkpoint's global step; the rest are repeated by the resumed run).
-    pub fn open(dir: &Path, keep_until: Option<usize>) -> Result<Self, RunError> {
+    /// Opens `dir/metrics.csv` with a column for each of `components` (and, when there are
+    /// any, `dir/distill_layers.csv`); with `keep_until`, the rows a resumed run keeps (those
+    /// up to its checkpoint's global step; the rest are repeated by the resumed run).
+    pub fn open(
+        dir: &Path,
+        keep_until: Option<usize>,
+        components: &[DistillComponent],
+    ) -> Result<Self, RunError> {
         let path = dir.join("metrics.csv");
         let rows = match keep_until {
             Some(limit) if path.exists() => Self::read(&path)?
@@ -60,50 +71,36 @@ impl MetricsLog {
                 .collect(),
             _ => Vec::new(),
         };
-        let log = Self { path, rows };
+        let layers = match components {
+            [] => None,
+            _ => Some(LayerLog::open(dir, keep_until, components)?),
+        };
+        let log = Self {
+            path,
+            components: components.iter().map(|c| c.name().to_string()).collect(),
+            rows,
+            layers,
+        };
         log.flush()?;
         Ok(log)
     }
 
     /// Reads a `metrics.csv` this module wrote.
     pub fn read(path: &Path) -> Result<Vec<MetricsRow>, RunError> {
-        let error = polars_error(path);
-        let frame = CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(None)
-            .try_into_reader_with_file_path(Some(path.to_path_buf()))
-            .and_then(|reader| reader.finish())
-            .map_err(&error)?;
-        let floats = |name: &str| -> Result<Vec<Option<f64>>, RunError> {
-            let column = frame.column(name).map_err(&error)?;
-            let column = column.cast(&DataType::Float64).map_err(&error)?;
-            let values = column.f64().map_err(&error)?;
-            Ok((0..values.len()).map(|i| values.get(i)).collect())
-        };
-        let count = |name: &str| -> Result<Vec<usize>, RunError> {
-            Ok(floats(name)?
-                .into_iter()
-                .map(|v| v.unwrap_or(0.0) as usize)
-                .collect())
-        };
-        let labels = frame
-            .column("label")
-            .map_err(&error)?
-            .cast(&DataType::String)
-            .map_err(&error)?;
-        let labels = labels.str().map_err(&error)?;
-        let labels: Vec<String> = (0..labels.len())
-            .map(|i| labels.get(i).unwrap_or_default().to_string())
-            .collect();
-        let (stage, step, global) = (count("stage")?, count("step")?, count("global_step")?);
-        let (loss, lr, tps) = (floats("loss")?, floats("lr")?, floats("tokens_per_second")?);
-        let mut validation: Vec<(String, Vec<Option<f64>>)> = Vec::new();
-        for name in frame.get_column_names() {
-            if let Some(metric) = name.strip_prefix("val_") {
-                validation.push((metric.to_string(), floats(name)?));
-            }
-        }
-        Ok((0..frame.height())
+        let table = CsvTable::read(path)?;
+        let labels = table.strings("label")?;
+        let (stage, step, global) = (
+            table.counts("stage")?,
+            table.counts("step")?,
+            table.counts("global_step")?,
+        );
+        let (loss, lr, tps) = (
+            table.floats("loss")?,
+            table.floats("lr")?,
+            table.floats("tokens_per_second")?,
+        );
+        let (components, validation) = (table.prefixed("loss_")?, table.prefixed("val_")?);
+        Ok((0..table.height())
             .map(|i| MetricsRow {
                 stage: stage[i],
                 label: labels[i].clone(),
@@ -112,10 +109,8 @@ impl MetricsLog {
                 loss: loss[i],
                 lr: lr[i],
                 tokens_per_second: tps[i],
-                validation: validation
-                    .iter()
-                    .filter_map(|(name, values)| values[i].map(|v| (name.clone(), v)))
-                    .collect(),
+                components: CsvTable::row_of(&components, i),
+                validation: CsvTable::row_of(&validation, i),
             })
             .collect())
     }
@@ -124,69 +119,77 @@ impl MetricsLog {
         self.rows.push(row);
     }
 
-    /// Rewrites the file atomically with every row so far.
+    /// A logged distill step's per-layer losses, for `distill_layers.csv`.
+    pub fn push_layers(&mut self, row: &MetricsRow, layers: &LayerLosses) {
+        if let Some(log) = &mut self.layers {
+            log.push(row.stage, &row.label, row.step, row.global_step, layers);
+        }
+    }
+
+    /// Rewrites the files atomically with every row so far.
     pub fn flush(&self) -> Result<(), RunError> {
+        if let Some(layers) = &self.layers {
+            layers.flush()?;
+        }
+        let mut components: Vec<&String> = self.components.iter().collect();
+        let extra: BTreeSet<&String> = self
+            .rows
+            .iter()
+            .flat_map(|r| r.components.keys())
+            .filter(|name| !self.components.contains(name))
+            .collect();
+        components.extend(extra);
         let metrics: BTreeSet<&String> =
             self.rows.iter().flat_map(|r| r.validation.keys()).collect();
-        let n = self.rows.len();
+        let rows = &self.rows;
         let mut columns = vec![
             Column::new(
                 FIXED[0].into(),
-                self.rows.iter().map(|r| r.stage as u64).collect::<Vec<_>>(),
+                rows.iter().map(|r| r.stage as u64).collect::<Vec<_>>(),
             ),
             Column::new(
                 FIXED[1].into(),
-                self.rows
-                    .iter()
-                    .map(|r| r.label.clone())
-                    .collect::<Vec<_>>(),
+                rows.iter().map(|r| r.label.clone()).collect::<Vec<_>>(),
             ),
             Column::new(
                 FIXED[2].into(),
-                self.rows.iter().map(|r| r.step as u64).collect::<Vec<_>>(),
+                rows.iter().map(|r| r.step as u64).collect::<Vec<_>>(),
             ),
             Column::new(
                 FIXED[3].into(),
-                self.rows
-                    .iter()
+                rows.iter()
                     .map(|r| r.global_step as u64)
                     .collect::<Vec<_>>(),
             ),
             Column::new(
                 FIXED[4].into(),
-                self.rows.iter().map(|r| r.loss).collect::<Vec<_>>(),
+                rows.iter().map(|r| r.loss).collect::<Vec<_>>(),
             ),
             Column::new(
                 FIXED[5].into(),
-                self.rows.iter().map(|r| r.lr).collect::<Vec<_>>(),
+                rows.iter().map(|r| r.lr).collect::<Vec<_>>(),
             ),
             Column::new(
                 FIXED[6].into(),
-                self.rows
-                    .iter()
-                    .map(|r| r.tokens_per_second)
-                    .collect::<Vec<_>>(),
+                rows.iter().map(|r| r.tokens_per_second).collect::<Vec<_>>(),
             ),
         ];
-        for metric in metrics {
-            columns.push(Column::new(
-                format!("val_{metric}").into(),
-                self.rows
-                    .iter()
-                    .map(|r| r.validation.get(metric).copied())
-                    .collect::<Vec<_>>(),
-            ));
+        let optional =
+            |prefix: &str, name: &String, pick: fn(&MetricsRow) -> &BTreeMap<String, f64>| {
+                Column::new(
+                    format!("{prefix}{name}").into(),
+                    rows.iter()
+                        .map(|r| pick(r).get(name).copied())
+                        .collect::<Vec<_>>(),
+                )
+            };
+        for name in components {
+            columns.push(optional("loss_", name, |r| &r.components));
         }
-        let error = polars_error(&self.path);
-        let mut frame = DataFrame::new(n, columns).map_err(&error)?;
-        let partial = self.path.with_extension("csv.partial");
-        let mut file = std::fs::File::create(&partial).map_err(file_error(&partial))?;
-        CsvWriter::new(&mut file)
-            .include_header(true)
-            .finish(&mut frame)
-            .map_err(&error)?;
-        file.sync_all().map_err(file_error(&partial))?;
-        std::fs::rename(&partial, &self.path).map_err(file_error(&self.path))
+        for metric in metrics {
+            columns.push(optional("val_", metric, |r| &r.validation));
+        }
+        write_atomically(&self.path, rows.len(), columns)
     }
 }
 
@@ -198,7 +201,7 @@ mod tests {
     fn rows_round_trip_through_the_csv() {
         let dir = std::env::temp_dir().join(format!("hedgehog-metrics-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut log = MetricsLog::open(&dir, None).unwrap();
+        let mut log = MetricsLog::open(&dir, None, &[DistillComponent::OutputMse]).unwrap();
         let rows = vec![
             MetricsRow {
                 stage: 0,
@@ -208,6 +211,7 @@ mod tests {
                 loss: Some(4.25),
                 lr: Some(3e-3),
                 tokens_per_second: Some(1234.5),
+                components: [("output_mse".to_string(), 0.125)].into(),
                 validation: BTreeMap::new(),
             },
             MetricsRow {
@@ -218,6 +222,7 @@ mod tests {
                 loss: None,
                 lr: None,
                 tokens_per_second: None,
+                components: BTreeMap::new(),
                 validation: [("perplexity".to_string(), 812.25)].into(),
             },
         ];
@@ -226,7 +231,14 @@ mod tests {
         }
         log.flush().unwrap();
         assert_eq!(MetricsLog::read(&dir.join("metrics.csv")).unwrap(), rows);
-        let kept = MetricsLog::open(&dir, Some(0)).unwrap();
+        let header = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        assert!(
+            header.starts_with(
+                "stage,label,step,global_step,loss,lr,tokens_per_second,loss_output_mse,val_perplexity\n"
+            ),
+            "{header}"
+        );
+        let kept = MetricsLog::open(&dir, Some(0), &[DistillComponent::OutputMse]).unwrap();
         assert!(
             kept.rows.is_empty(),
             "rows after the checkpoint are dropped"

@@ -29,6 +29,23 @@ pub struct StageResult {
     pub stopped_early: bool,
     /// `analysis/stage-N.json`, relative to the run folder.
     pub analysis: Option<String>,
+    /// A distill stage's per-layer losses at its last step; absent for other stages (and in
+    /// summaries written before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_losses: Option<LayerLosses>,
+}
+
+/// Per-layer distillation losses on one step's batch (head-averaged, batch-averaged), for the
+/// layers that have a linear student; what choosing the layers to keep softmax in reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerLosses {
+    /// The model's index of each distilled layer (softmax layers have no student and no entry).
+    pub layers: Vec<usize>,
+    /// Per distilled layer: the stage's objective `Σ weight × component`, so their mean is the
+    /// step's loss.
+    pub loss: Vec<f64>,
+    /// Per component (`weight_ce`, `weight_kl`, `output_mse`, unweighted), per distilled layer.
+    pub components: BTreeMap<String, Vec<f64>>,
 }
 
 impl StageResult {
@@ -46,6 +63,7 @@ impl StageResult {
             seconds: 0.0,
             stopped_early: false,
             analysis: None,
+            layer_losses: None,
         }
     }
 

@@ -31,7 +31,7 @@ use crate::task::lm::LmTask;
 use crate::task::recall::RecallTask;
 
 pub use crate::error::RunError;
-pub use crate::summary::{RunSummary, StageResult, summary_from_json};
+pub use crate::summary::{LayerLosses, RunSummary, StageResult, summary_from_json};
 use folder::Destination;
 
 /// How `run` is asked to behave.
@@ -147,6 +147,7 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
     let mut metrics = MetricsLog::open(
         &ctx.dir,
         start.restored.then_some(start.progress.global_step),
+        &spec.distill_components(),
     )?;
     let parameters = start.model.num_params();
     reporter.line(format!(

@@ -3,9 +3,11 @@
 //! `--set dotted.key=value` overrides and `sweep:` grids that expand into one spec per point.
 //!
 //! One file per section, each validating itself next to its definition: `model`, `task`,
-//! `stage`, `passkey` (a passkey stage's settings), `optimizer`, and `sweep` (overrides and grids); this file holds the whole spec, its
-//! small sections (device, checkpoint, report) and `load`.
+//! `stage`, `passkey` (a passkey stage's settings), `optimizer`, `loss` (a distill stage's
+//! losses), and `sweep` (overrides and grids); this file holds the whole spec, its small
+//! sections (device, checkpoint, report) and `load`.
 
+mod loss;
 mod model;
 mod optimizer;
 mod passkey;
@@ -20,6 +22,7 @@ use hedgehog_attention::AttentionConfig;
 use hedgehog_tasks::recall::RecallConfig;
 use serde::{Deserialize, Serialize};
 
+pub use loss::{DistillComponent, DistillLoss};
 pub use model::{Family, ModelSpec, Preset};
 pub use optimizer::{OptimizerSpec, ScheduleSpec};
 pub use passkey::PasskeySpec;
@@ -183,6 +186,21 @@ impl Spec {
         // Every point of a sweep must be a valid spec too.
         spec.expand().map_err(invalid)?;
         Ok(spec)
+    }
+
+    /// Every distillation loss some distill stage of the spec weighs, in
+    /// [`DistillComponent::ALL`]'s order: the run's log columns, fixed from its start.
+    pub fn distill_components(&self) -> Vec<DistillComponent> {
+        let mut used: Vec<DistillComponent> = self
+            .stages
+            .iter()
+            .filter(|stage| stage.kind == StageKind::Distill)
+            .flat_map(|stage| stage.distill_loss().components())
+            .map(|(component, _)| component)
+            .collect();
+        used.sort();
+        used.dedup();
+        used
     }
 
     /// The generator settings of an associative-recall task.

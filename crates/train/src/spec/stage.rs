@@ -4,6 +4,7 @@ use hedgehog_attention::AttentionConfig;
 use hedgehog_models::lora::LoraConfig;
 use serde::{Deserialize, Serialize};
 
+use super::loss::DistillLoss;
 use super::optimizer::{OptimizerSpec, ScheduleSpec};
 use super::passkey::{self, PasskeySpec};
 
@@ -174,6 +175,10 @@ pub struct StageSpec {
     /// Settings of a `passkey` stage.
     #[serde(default)]
     pub passkey: Option<PasskeySpec>,
+    /// A distill stage's losses and their weights; absent: `weight_ce: 1`. Left out of the
+    /// resolved `spec.yaml` when absent, so runs from before the key keep their saved spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<DistillLoss>,
 }
 
 fn default_trainable() -> Trainable {
@@ -185,6 +190,11 @@ impl StageSpec {
         self.label
             .clone()
             .unwrap_or_else(|| self.kind.name().to_string())
+    }
+
+    /// What a distill stage minimises: its `loss:`, or Hedgehog's soft cross-entropy.
+    pub fn distill_loss(&self) -> DistillLoss {
+        self.loss.unwrap_or_default()
     }
 
     /// Steps or epochs for training stages only, and the kind's other rules; `index` and
@@ -233,6 +243,16 @@ impl StageSpec {
             return Err(format!("{at}: {e}"));
         }
         passkey::validate_stage(self, &at)?;
+        if let Some(loss) = &self.loss {
+            if self.kind != StageKind::Distill {
+                return Err(format!(
+                    "{at}: `loss:` weighs the distillation losses and belongs to a distill \
+                     stage; a {} stage trains on the task's loss",
+                    self.kind.name()
+                ));
+            }
+            loss.validate(&at)?;
+        }
         if self.analysis.is_some() && self.kind != StageKind::Analyze {
             return Err(format!("{at}: `analysis:` belongs to an analyze stage"));
         }

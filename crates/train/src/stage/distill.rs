@@ -1,5 +1,6 @@
 //! The `distill` stage (Hedgehog's stage 1): the feature maps alone learn to match each layer's
-//! softmax attention (the task's distillation loss), everything else frozen.
+//! softmax attention (the stage's `loss:`, by default the weights' soft cross-entropy),
+//! everything else frozen.
 
 use burn::tensor::backend::AutodiffBackend;
 
@@ -9,7 +10,7 @@ use crate::spec::StageSpec;
 use crate::summary::{StageResult, model_attention_label};
 use crate::task::Task;
 
-use super::step::Objective;
+use super::objective::Objective;
 use super::subset::trained_subset;
 use super::train::train;
 use super::{Stage, StageRun};
@@ -35,6 +36,7 @@ impl<B: AutodiffBackend, T: Task<B>> Stage<B, T> for Distill {
             ));
             return Ok((model, StageResult::empty(stage, &label, attention)));
         }
-        train(run, stage, model, optimizer, Objective::Distillation)
+        let objective = Objective::Distillation(stage.distill_loss());
+        train(run, stage, model, optimizer, objective)
     }
 }

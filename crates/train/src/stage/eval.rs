@@ -41,6 +41,7 @@ impl<B: AutodiffBackend, T: Task<B>> Stage<B, T> for Eval {
             loss: None,
             lr: None,
             tokens_per_second: None,
+            components: Default::default(),
             validation: evaluation.metrics.clone(),
         });
         run.metrics.flush()?;

@@ -1,18 +1,19 @@
 //! The stage kinds of a run behind one small interface, [`Stage`]: `train` and `finetune`
 //! ([`train`]), `distill` ([`distill`]), `eval` ([`eval`]), `analyze` ([`analyze`]) and `passkey` ([`passkey`]). A new
 //! kind is a file implementing [`Stage`] plus its arm in [`run_stage`]; a new loss for the
-//! training stages is an [`step::Objective`].
+//! training stages is an [`objective::Objective`].
 
 mod analyze;
 mod distill;
 mod eval;
+mod objective;
 mod parallel;
 mod passkey;
 mod step;
 mod subset;
 mod train;
 
-pub(crate) use step::Objective;
+pub(crate) use objective::Objective;
 pub(crate) use step::{Learner, Step, StepAt, optimizer_step};
 
 use std::path::{Path, PathBuf};

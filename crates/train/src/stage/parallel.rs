@@ -6,39 +6,54 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::error::RunError;
-use crate::task::Task;
+use crate::task::{DistillParts, Task};
 
 use super::Context;
+use super::objective::Objective;
+
+/// One micro-batch's loss value, its distillation parts (for distillation) and gradients.
+pub(super) struct MicroBatch {
+    pub value: f64,
+    pub parts: Option<DistillParts>,
+    pub grads: Vec<GradientsParams>,
+}
 
 /// Loss value and gradients of one micro-batch, split across the devices.
 pub(super) fn micro_batch_grads<B: AutodiffBackend, T: Task<B>>(
     ctx: &Context<'_, B, T>,
     model: &T::Model,
     examples: &[usize],
-    distill: bool,
+    objective: Objective,
     seed: u64,
     scale: f64,
-) -> Result<(f64, Vec<GradientsParams>), RunError> {
+) -> Result<MicroBatch, RunError> {
     let scalar = |loss: &Tensor<B, 1>| -> f64 {
         burn::tensor::ElementConversion::elem::<f64>(loss.clone().into_scalar())
     };
     if ctx.devices.len() == 1 {
-        let loss = ctx
-            .task
-            .loss(model, examples, distill, seed, ctx.device())?;
+        let (loss, parts) = objective.loss(ctx.task, model, examples, seed, ctx.device())?;
         let value = scalar(&loss);
         if !value.is_finite() {
-            return Ok((value, Vec::new()));
+            return Ok(MicroBatch {
+                value,
+                parts,
+                grads: Vec::new(),
+            });
         }
         let grads = GradientsParams::from_grads(loss.mul_scalar(scale).backward(), model);
-        return Ok((value, vec![grads]));
+        return Ok(MicroBatch {
+            value,
+            parts,
+            grads: vec![grads],
+        });
     }
     // Contiguous, near-equal shards; each device computes its share's loss weighted by its
     // size, so the summed gradients equal those of the whole micro-batch.
     let shards = ctx.devices.len().min(examples.len());
     let per = examples.len().div_ceil(shards);
     let main = ctx.device().clone();
-    let results: Vec<Result<(f64, GradientsParams), RunError>> = std::thread::scope(|scope| {
+    type Shard = (f64, Option<DistillParts>, GradientsParams);
+    let results: Vec<Result<Shard, RunError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = examples
             .chunks(per)
             .zip(ctx.devices)
@@ -46,13 +61,14 @@ pub(super) fn micro_batch_grads<B: AutodiffBackend, T: Task<B>>(
                 let replica = model.clone().fork(device);
                 let weight = shard.len() as f64 / examples.len() as f64;
                 let main = main.clone();
-                scope.spawn(move || -> Result<(f64, GradientsParams), RunError> {
-                    let loss = ctx.task.loss(&replica, shard, distill, seed, device)?;
+                scope.spawn(move || -> Result<Shard, RunError> {
+                    let (loss, parts) = objective.loss(ctx.task, &replica, shard, seed, device)?;
                     let value = scalar(&loss);
                     let grads = loss.mul_scalar(scale * weight).backward();
                     let grads =
                         GradientsParams::from_grads(grads, &replica).to_device(&main, &replica);
-                    Ok((value * weight, grads))
+                    let parts = parts.map(|p| DistillParts::default().add_scaled(&p, weight));
+                    Ok((value * weight, parts, grads))
                 })
             })
             .collect();
@@ -61,12 +77,19 @@ pub(super) fn micro_batch_grads<B: AutodiffBackend, T: Task<B>>(
             .map(|h| h.join().expect("a device worker panicked"))
             .collect()
     });
-    let mut total = 0.0;
-    let mut all = Vec::with_capacity(results.len());
+    let mut total = MicroBatch {
+        value: 0.0,
+        parts: None,
+        grads: Vec::with_capacity(results.len()),
+    };
     for result in results {
-        let (value, grads) = result?;
-        total += value;
-        all.push(grads);
+        let (value, parts, grads) = result?;
+        total.value += value;
+        total.parts = match (total.parts, parts) {
+            (Some(sum), Some(part)) => Some(sum.add_scaled(&part, 1.0)),
+            (sum, part) => sum.or(part),
+        };
+        total.grads.push(grads);
     }
-    Ok((total, all))
+    Ok(total)
 }

@@ -1,5 +1,5 @@
-//! One optimiser step and the objective it descends, shared by the training stages
-//! ([`super::train`]) and `hedgehog bench-train`.
+//! One optimiser step, shared by the training stages ([`super::train`]) and
+//! `hedgehog bench-train`; the loss it descends is an [`Objective`].
 
 use std::collections::HashSet;
 
@@ -11,33 +11,12 @@ use crate::checkpoint::Adam;
 use crate::error::RunError;
 use crate::seeds::derived_seed;
 use crate::spec::StageSpec;
-use crate::task::{EpochSampler, Task};
+use crate::task::{DistillParts, EpochSampler, Task};
 
 use super::Context;
-use super::parallel::micro_batch_grads;
+use super::objective::Objective;
+use super::parallel::{MicroBatch, micro_batch_grads};
 use super::subset::KeepGrads;
-
-/// What a training stage's loss measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Objective {
-    /// The task's own loss.
-    Task,
-    /// Each layer's attention against its softmax teacher's (the task's `distill` loss).
-    Distillation,
-}
-
-impl Objective {
-    pub(super) fn distills(self) -> bool {
-        self == Self::Distillation
-    }
-
-    /// Evaluate every `eval_every` steps and at the end; distillation leaves the task metric
-    /// alone unless asked (`eval_every`).
-    pub(super) fn evaluates(self, stage: &StageSpec, step: usize, done: bool) -> bool {
-        let periodic = stage.eval_every > 0 && step.is_multiple_of(stage.eval_every);
-        periodic || (done && (!self.distills() || stage.eval_every > 0))
-    }
-}
 
 /// Which step of which stage: `step` of `total` in stage `stage`.
 #[derive(Clone, Copy, Debug)]
@@ -58,8 +37,14 @@ pub(crate) struct Learner<'l, B: AutodiffBackend, M: AutodiffModule<B>> {
 
 /// The outcome of [`optimizer_step`].
 pub(crate) enum Step<M> {
-    /// The stepped model, the mean loss over the micro-batches and the learning rate used.
-    Taken { model: M, loss: f64, rate: f64 },
+    /// The stepped model, the mean loss over the micro-batches, what a distillation loss is
+    /// made of (also the mean over the micro-batches) and the learning rate used.
+    Taken {
+        model: M,
+        loss: f64,
+        parts: Option<DistillParts>,
+        rate: f64,
+    },
     /// A micro-batch's loss was not finite (this value); nothing was stepped.
     Diverged(f64),
 }
@@ -77,16 +62,21 @@ pub(crate) fn optimizer_step<B: AutodiffBackend, T: Task<B>>(
 ) -> Result<Step<T::Model>, RunError> {
     let mut accumulator = GradientsAccumulator::<T::Model>::new();
     let mut loss_sum = 0.0;
+    let mut parts_sum: Option<DistillParts> = None;
     for micro in 0..stage.grad_accumulation {
         let position = (at.step * stage.grad_accumulation + micro) * stage.batch_size;
         let examples = learner.sampler.take(position, stage.batch_size);
         let seed = derived_seed(ctx.spec.seed, at.stage, at.step, micro);
         B::seed(ctx.device(), seed);
-        let (value, grads) = micro_batch_grads(
+        let MicroBatch {
+            value,
+            parts,
+            grads,
+        } = micro_batch_grads(
             ctx,
             &model,
             &examples,
-            learner.objective.distills(),
+            learner.objective,
             seed,
             1.0 / stage.grad_accumulation as f64,
         )?;
@@ -94,6 +84,9 @@ pub(crate) fn optimizer_step<B: AutodiffBackend, T: Task<B>>(
             return Ok(Step::Diverged(value));
         }
         loss_sum += value;
+        if let Some(parts) = parts {
+            parts_sum = Some(parts_sum.unwrap_or_default().add_scaled(&parts, 1.0));
+        }
         for grads in grads {
             accumulator.accumulate(&model, grads);
         }
@@ -110,6 +103,11 @@ pub(crate) fn optimizer_step<B: AutodiffBackend, T: Task<B>>(
     }
     let rate = stage.optimizer.lr() * stage.schedule.factor(at.step, at.total);
     let model = learner.optimizer.step(rate, model, grads);
-    let loss = loss_sum / stage.grad_accumulation as f64;
-    Ok(Step::Taken { model, loss, rate })
+    let micro_batches = stage.grad_accumulation as f64;
+    Ok(Step::Taken {
+        model,
+        loss: loss_sum / micro_batches,
+        parts: parts_sum.map(|parts| parts.divided(micro_batches)),
+        rate,
+    })
 }

@@ -17,9 +17,10 @@ use crate::optim::FusedAdamW;
 use crate::seeds::derived_seed;
 use crate::spec::{StageSpec, Trainable};
 use crate::summary::{StageResult, model_attention_label};
-use crate::task::{EpochSampler, Evaluation, Task};
+use crate::task::{DistillParts, EpochSampler, Evaluation, Task};
 
-use super::step::{Learner, Objective, Step, StepAt, optimizer_step};
+use super::objective::Objective;
+use super::step::{Learner, Step, StepAt, optimizer_step};
 use super::subset::{RequireGrad, trained_subset};
 use super::{Stage, StageRun};
 
@@ -100,6 +101,7 @@ pub(super) fn train<B: AutodiffBackend, T: Task<B>>(
         started: Instant::now(),
         tokens_seen: 0,
         last_loss: None,
+        last_parts: None,
         last_evaluation: None,
         stopped_early: false,
     };
@@ -156,6 +158,8 @@ struct Training<'s, 'r, 'a, B: AutodiffBackend, T: Task<B>> {
     seconds_before: f64,
     tokens_seen: usize,
     last_loss: Option<f64>,
+    /// What the last distill step's loss was made of.
+    last_parts: Option<DistillParts>,
     last_evaluation: Option<Evaluation>,
     stopped_early: bool,
 }
@@ -176,7 +180,15 @@ impl<B: AutodiffBackend, T: Task<B>> Training<'_, '_, '_, B, T> {
             objective: self.objective,
         };
         let (model, loss, rate) = match optimizer_step(ctx, stage, at, model, learner)? {
-            Step::Taken { model, loss, rate } => (model, loss, rate),
+            Step::Taken {
+                model,
+                loss,
+                parts,
+                rate,
+            } => {
+                self.last_parts = parts;
+                (model, loss, rate)
+            }
             Step::Diverged(value) => return Err(self.diverged(value, at.step)),
         };
         self.tokens_seen +=
@@ -278,7 +290,7 @@ impl<B: AutodiffBackend, T: Task<B>> Training<'_, '_, '_, B, T> {
         let progress = &*self.run.progress;
         let elapsed = self.started.elapsed().as_secs_f64();
         let tps = self.tokens_seen as f64 / elapsed.max(1e-9);
-        self.run.metrics.push(MetricsRow {
+        let row = MetricsRow {
             stage: progress.stage,
             label: self.label.clone(),
             step: progress.step,
@@ -286,8 +298,10 @@ impl<B: AutodiffBackend, T: Task<B>> Training<'_, '_, '_, B, T> {
             loss: Some(loss),
             lr: Some(rate),
             tokens_per_second: Some(tps),
+            components: (self.last_parts.as_ref())
+                .map_or_else(Default::default, |p| p.components.clone()),
             validation: evaluation.map(|e| e.metrics.clone()).unwrap_or_default(),
-        });
+        };
         let validation = evaluation.map_or(String::new(), |e| {
             format!("  val {} {:.4}", e.headline, e.headline_value())
         });
@@ -296,10 +310,21 @@ impl<B: AutodiffBackend, T: Task<B>> Training<'_, '_, '_, B, T> {
             format!("loss {loss:.4}  {tps:.0} tok/s{validation}"),
         );
         let step = progress.step;
-        if step.is_multiple_of(self.stage.log_every.max(1)) || done || evaluation.is_some() {
+        let logged = step.is_multiple_of(self.stage.log_every.max(1)) || done;
+        if let Some(parts) = self.last_parts.as_ref().filter(|_| logged) {
+            self.run.metrics.push_layers(&row, &parts.layers);
+        }
+        self.run.metrics.push(row);
+        if logged || evaluation.is_some() {
             self.run.reporter.line(format!(
-                "[{}] step {step}/{}  loss {loss:.4}  lr {rate:.2e}  {tps:.0} tok/s{validation}",
-                self.label, self.total
+                "[{}] step {step}/{}  loss {loss:.4}{}  lr {rate:.2e}  {tps:.0} tok/s{validation}",
+                self.label,
+                self.total,
+                components_text(
+                    self.last_parts
+                        .as_ref()
+                        .filter(|_| self.stage.loss.is_some())
+                ),
             ));
             self.run.metrics.flush()?;
         }
@@ -327,6 +352,7 @@ impl<B: AutodiffBackend, T: Task<B>> Training<'_, '_, '_, B, T> {
             headline,
             seconds: self.seconds_before + self.started.elapsed().as_secs_f64(),
             stopped_early: self.stopped_early,
+            layer_losses: self.last_parts.map(|parts| parts.layers),
             ..StageResult::empty(self.stage, &self.label, attention)
         };
         let model = if self.keep.is_some() {
@@ -335,5 +361,22 @@ impl<B: AutodiffBackend, T: Task<B>> Training<'_, '_, '_, B, T> {
             model
         };
         Ok((model, result))
+    }
+}
+
+/// A distill step's components for its log line, `" (output_mse 0.0123, weight_ce 1.2345)"`;
+/// nothing without `loss:` (the loss is then the soft cross-entropy alone, as it always was).
+fn components_text(parts: Option<&DistillParts>) -> String {
+    match parts {
+        Some(parts) => format!(
+            " ({})",
+            parts
+                .components
+                .iter()
+                .map(|(name, value)| format!("{name} {value:.4}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => String::new(),
     }
 }

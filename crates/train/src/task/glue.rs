@@ -13,8 +13,8 @@ use hedgehog_tasks::glue::metrics::{Predictions, task_metrics};
 use hedgehog_tasks::glue::{GlueTask as GlueName, Label, Split, task_dir};
 
 use super::{
-    Captured, Evaluation, Inner, Task, TaskInfo, argmax_rows, class_cross_entropy,
-    distillation_loss, models, subset, to_f32,
+    Captured, DistillBatch, Evaluation, Inner, Task, TaskInfo, argmax_rows, class_cross_entropy,
+    models, subset, to_f32,
 };
 use crate::error::RunError;
 use crate::spec::{Spec, TaskSpec};
@@ -208,22 +208,17 @@ impl<B: AutodiffBackend> Task<B> for GlueTask {
         models::bert(&self.spec, self.task.num_labels(), device)
     }
 
-    fn loss(
+    fn distill_batch(
         &self,
         model: &Bert<B>,
         examples: &[usize],
-        distill: bool,
+        mode: AttentionMode,
         _seed: u64,
         device: &B::Device,
-    ) -> Result<Tensor<B, 1>, RunError> {
+    ) -> Result<DistillBatch<B>, RunError> {
         let batch: Vec<&Encoded> = examples.iter().map(|&i| &self.train[i]).collect();
         let padded = Self::pad::<B>(&batch, device);
         let padding = padded.mask.clone().bool_not();
-        let mode = if distill {
-            AttentionMode::Distill
-        } else {
-            AttentionMode::Configured
-        };
         let out = model.encode(
             padded.ids,
             Some(padded.types),
@@ -231,9 +226,28 @@ impl<B: AutodiffBackend> Task<B> for GlueTask {
             mode,
             false,
         )?;
-        if distill {
-            return distillation_loss(out.attention, Some(&padding));
-        }
+        Ok(DistillBatch {
+            layers: out.attention,
+            query_padding: Some(padding),
+        })
+    }
+
+    fn loss(
+        &self,
+        model: &Bert<B>,
+        examples: &[usize],
+        _seed: u64,
+        device: &B::Device,
+    ) -> Result<Tensor<B, 1>, RunError> {
+        let batch: Vec<&Encoded> = examples.iter().map(|&i| &self.train[i]).collect();
+        let padded = Self::pad::<B>(&batch, device);
+        let out = model.encode(
+            padded.ids,
+            Some(padded.types),
+            Some(padded.mask),
+            AttentionMode::Configured,
+            false,
+        )?;
         let logits = model.classify(&out)?; // [N, labels]
         let n = batch.len();
         if self.is_regression() {

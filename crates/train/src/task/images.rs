@@ -10,8 +10,8 @@ use hedgehog_models::vit::Vit;
 use hedgehog_tasks::images::{ImageFolder, ImageTransform, load_batch};
 
 use super::{
-    Captured, Evaluation, Inner, Task, TaskInfo, argmax_rows, class_cross_entropy,
-    distillation_loss, models, subset, to_f32,
+    Captured, DistillBatch, Evaluation, Inner, Task, TaskInfo, argmax_rows, class_cross_entropy,
+    models, subset, to_f32,
 };
 use crate::error::RunError;
 use crate::spec::{Spec, TaskSpec};
@@ -126,21 +126,33 @@ impl<B: AutodiffBackend> Task<B> for ImageTask {
         Ok(model)
     }
 
+    fn distill_batch(
+        &self,
+        model: &Vit<B>,
+        examples: &[usize],
+        mode: AttentionMode,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<DistillBatch<B>, RunError> {
+        let indices: Vec<usize> = examples.iter().map(|&i| self.train_items[i]).collect();
+        let (images, _) =
+            self.images::<B>(&self.train, &indices, self.augment.then_some(seed), device)?;
+        Ok(DistillBatch {
+            layers: model.forward(images, mode, false)?.attention,
+            query_padding: None,
+        })
+    }
+
     fn loss(
         &self,
         model: &Vit<B>,
         examples: &[usize],
-        distill: bool,
         seed: u64,
         device: &B::Device,
     ) -> Result<Tensor<B, 1>, RunError> {
         let indices: Vec<usize> = examples.iter().map(|&i| self.train_items[i]).collect();
         let (images, labels) =
             self.images::<B>(&self.train, &indices, self.augment.then_some(seed), device)?;
-        if distill {
-            let out = model.forward(images, AttentionMode::Distill, false)?;
-            return distillation_loss(out.attention, None);
-        }
         let logits = model
             .forward(images, AttentionMode::Configured, false)?
             .logits

@@ -14,8 +14,7 @@ use hedgehog_tasks::lm::{self, CorpusSplit, TokenFile};
 
 pub use super::decoder::{Decoder, LanguageModel};
 use super::{
-    Captured, Evaluation, Inner, Task, TaskInfo, TextGenerator, distillation_loss, int_tensor,
-    models,
+    Captured, DistillBatch, Evaluation, Inner, Task, TaskInfo, TextGenerator, int_tensor, models,
 };
 use crate::error::{RunError, file_error};
 use crate::spec::{Spec, TaskSpec};
@@ -249,19 +248,30 @@ where
         &self,
         model: &M,
         examples: &[usize],
-        distill: bool,
         _seed: u64,
         device: &B::Device,
     ) -> Result<Tensor<B, 1>, RunError> {
         let (inputs, targets) = self.blocks(self.train.tokens(), examples);
         let n = examples.len();
         let inputs = int_tensor::<B>(inputs, [n, self.context], device);
-        if distill {
-            let out = model.lm_forward(inputs, AttentionMode::Distill, false)?;
-            return distillation_loss(out.attention, None);
-        }
         let targets: Vec<Option<usize>> = targets.iter().map(|&t| Some(t as usize)).collect();
         Ok(model.lm_loss(inputs, &targets, AttentionMode::Configured)?)
+    }
+
+    fn distill_batch(
+        &self,
+        model: &M,
+        examples: &[usize],
+        mode: AttentionMode,
+        _seed: u64,
+        device: &B::Device,
+    ) -> Result<DistillBatch<B>, RunError> {
+        let (inputs, _) = self.blocks(self.train.tokens(), examples);
+        let inputs = int_tensor::<B>(inputs, [examples.len(), self.context], device);
+        Ok(DistillBatch {
+            layers: model.lm_forward(inputs, mode, false)?.attention,
+            query_padding: None,
+        })
     }
 
     fn evaluate(&self, model: &Inner<B, M>, device: &B::Device) -> Result<Evaluation, RunError> {

@@ -6,6 +6,7 @@
 //! ([`images`], ViT).
 
 mod decoder;
+pub mod distill;
 
 pub use decoder::TextGenerator;
 pub mod glue;
@@ -18,11 +19,11 @@ use std::collections::BTreeMap;
 
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Bool, Int, Tensor, TensorData, activation};
-use hedgehog_attention::distill::{self, Reduction, RowLoss};
+use burn::tensor::{Int, Tensor, TensorData, activation};
 use hedgehog_models::checkpoint::Checkpoint;
 use hedgehog_models::{AttentionCapture, AttentionLayers, AttentionMode};
 
+pub use self::distill::{DistillBatch, DistillParts, DistillValue, distillation_loss};
 use crate::error::RunError;
 
 /// The trained model's inference-mode twin (no autodiff, dropout off).
@@ -93,17 +94,27 @@ pub trait Task<B: AutodiffBackend>: Sync {
     /// spec's attention (called after the backend RNG is seeded).
     fn build_model(&self, device: &B::Device) -> Result<Self::Model, RunError>;
 
-    /// Mean task loss over `examples` (training indices), or with `distill` the attention
-    /// distillation loss (soft cross-entropy of the linear weights against softmax's, averaged
-    /// over layers and heads). `seed` drives data augmentation.
+    /// Mean task loss over `examples` (training indices); `seed` drives data augmentation.
     fn loss(
         &self,
         model: &Self::Model,
         examples: &[usize],
-        distill: bool,
         seed: u64,
         device: &B::Device,
     ) -> Result<Tensor<B, 1>, RunError>;
+
+    /// Every layer's attention on training `examples` for the distillation loss
+    /// ([`distillation_loss`]), the model run in `mode` (`Distill`, or `DistillOutputs` when
+    /// the outputs are weighed: see [`distill::distill_mode`]), with the padding of the query
+    /// rows. `seed` as for [`Task::loss`].
+    fn distill_batch(
+        &self,
+        model: &Self::Model,
+        examples: &[usize],
+        mode: AttentionMode,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<DistillBatch<B>, RunError>;
 
     /// The validation metrics.
     fn evaluate(
@@ -137,31 +148,6 @@ pub trait Task<B: AutodiffBackend>: Sync {
                 .into(),
         ))
     }
-}
-
-/// The distillation loss of Hedgehog stage 1 (method.md §3): soft cross-entropy between each
-/// layer's softmax weights and its linear weights, averaged over query rows (padding rows
-/// dropped), heads and layers.
-pub fn distillation_loss<B: Backend>(
-    layers: Vec<AttentionCapture<B>>,
-    query_padding: Option<&Tensor<B, 2, Bool>>,
-) -> Result<Tensor<B, 1>, RunError> {
-    let pairs: Vec<_> = layers
-        .into_iter()
-        .filter_map(|c| c.student.map(|student| (c.teacher, student)))
-        .collect();
-    if pairs.is_empty() {
-        return Err(RunError::Config(
-            "distillation needs at least one linear-attention layer".into(),
-        ));
-    }
-    Ok(distill::layerwise_loss(
-        pairs,
-        RowLoss::SoftCrossEntropy,
-        Reduction::Mean,
-        query_padding,
-    )?
-    .0)
 }
 
 /// Cross-entropy of `logits: [N, C]` against `targets` (class indices), averaged over the

@@ -11,7 +11,7 @@ use hedgehog_tasks::recall::{IGNORE, RecallConfig, RecallSet, recall_accuracy};
 
 use super::lm::{Decoder, LanguageModel};
 use super::{
-    Captured, Evaluation, Inner, Task, TaskInfo, argmax_rows, distillation_loss, int_tensor,
+    Captured, DistillBatch, Evaluation, Inner, Task, TaskInfo, argmax_rows, int_tensor,
     masked_cross_entropy, models, to_f32,
 };
 use crate::error::RunError;
@@ -91,21 +91,32 @@ where
         )
     }
 
+    fn distill_batch(
+        &self,
+        model: &M,
+        examples: &[usize],
+        mode: AttentionMode,
+        _seed: u64,
+        device: &B::Device,
+    ) -> Result<DistillBatch<B>, RunError> {
+        let (inputs, _) = Self::rows(&self.train, examples);
+        let inputs = int_tensor::<B>(inputs, [examples.len(), self.config.seq_len], device);
+        Ok(DistillBatch {
+            layers: model.lm_forward(inputs, mode, false)?.attention,
+            query_padding: None,
+        })
+    }
+
     fn loss(
         &self,
         model: &M,
         examples: &[usize],
-        distill: bool,
         _seed: u64,
         device: &B::Device,
     ) -> Result<Tensor<B, 1>, RunError> {
         let t = self.config.seq_len;
         let (inputs, targets) = Self::rows(&self.train, examples);
         let inputs = int_tensor::<B>(inputs, [examples.len(), t], device);
-        if distill {
-            let out = model.lm_forward(inputs, AttentionMode::Distill, false)?;
-            return distillation_loss(out.attention, None);
-        }
         let logits = model
             .lm_forward(inputs, AttentionMode::Configured, false)?
             .output;

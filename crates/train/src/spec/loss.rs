@@ -1,0 +1,161 @@
+//! A distill stage's `loss:`: which distillation losses it minimises, with which weights.
+
+use serde::{Deserialize, Serialize};
+
+/// One distillation loss, each averaged over query rows, heads and layers
+/// (`hedgehog_attention::distill`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DistillComponent {
+    /// Soft cross-entropy of the student's weights against softmax's (Hedgehog, method.md §3).
+    WeightCe,
+    /// `KL(softmax ‖ student)` of the weights: the cross-entropy less the teacher's entropy,
+    /// so the same gradient, on a scale whose minimum is 0.
+    WeightKl,
+    /// Squared error of the attention outputs per head, averaged over `dv` (LoLCATs' stage 1).
+    OutputMse,
+}
+
+impl DistillComponent {
+    pub const ALL: [Self; 3] = [Self::WeightCe, Self::WeightKl, Self::OutputMse];
+
+    /// The key in `loss:` and, prefixed with `loss_`, the column in the run's logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WeightCe => "weight_ce",
+            Self::WeightKl => "weight_kl",
+            Self::OutputMse => "output_mse",
+        }
+    }
+
+    /// The column of `metrics.csv` and `distill_layers.csv`.
+    pub fn column(self) -> String {
+        format!("loss_{}", self.name())
+    }
+}
+
+/// `loss: {output_mse: 1000, weight_ce: 0}`: the stage minimises `Σ weight × loss`. A key left
+/// out weighs 0, so what is written is the whole objective; a stage without `loss:` trains on
+/// `weight_ce: 1` alone, Hedgehog's loss and the only one before this key existed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillLoss {
+    #[serde(default)]
+    pub weight_ce: f64,
+    #[serde(default)]
+    pub weight_kl: f64,
+    /// LoLCATs' configs use 1000 (its outputs' squared errors are small).
+    #[serde(default)]
+    pub output_mse: f64,
+}
+
+impl Default for DistillLoss {
+    fn default() -> Self {
+        Self {
+            weight_ce: 1.0,
+            weight_kl: 0.0,
+            output_mse: 0.0,
+        }
+    }
+}
+
+impl DistillLoss {
+    pub fn weight(&self, component: DistillComponent) -> f64 {
+        match component {
+            DistillComponent::WeightCe => self.weight_ce,
+            DistillComponent::WeightKl => self.weight_kl,
+            DistillComponent::OutputMse => self.output_mse,
+        }
+    }
+
+    /// The components with a positive weight, in [`DistillComponent::ALL`]'s order: the only
+    /// ones computed (a weight of 0 costs nothing, and leaves the sum bit-identical).
+    pub fn components(&self) -> Vec<(DistillComponent, f64)> {
+        DistillComponent::ALL
+            .into_iter()
+            .map(|c| (c, self.weight(c)))
+            .filter(|&(_, weight)| weight > 0.0)
+            .collect()
+    }
+
+    /// Whether the models must capture the attention outputs (an extra student forward).
+    pub fn needs_outputs(&self) -> bool {
+        self.output_mse > 0.0
+    }
+
+    /// Every weight finite and non-negative, and at least one positive; `at` names the stage.
+    pub(super) fn validate(&self, at: &str) -> Result<(), String> {
+        for component in DistillComponent::ALL {
+            let weight = self.weight(component);
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(format!(
+                    "{at}: loss.{} is {weight}; each loss weight must be a finite number ≥ 0",
+                    component.name()
+                ));
+            }
+        }
+        if self.components().is_empty() {
+            return Err(format!(
+                "{at}: every loss weight is 0, so nothing would train; give at least one of \
+                 weight_ce, weight_kl, output_mse a positive weight (e.g. loss: {{output_mse: \
+                 1000}}), or remove `loss:` for the default weight_ce: 1"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<DistillLoss, String> {
+        serde_saphyr::from_str::<DistillLoss>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn keys_left_out_weigh_nothing_and_no_key_is_hedgehogs_loss() {
+        let loss = parse("{output_mse: 1000}").unwrap();
+        assert_eq!(
+            loss.components(),
+            vec![(DistillComponent::OutputMse, 1000.0)]
+        );
+        assert!(loss.needs_outputs());
+        let default = DistillLoss::default();
+        assert_eq!(
+            default.components(),
+            vec![(DistillComponent::WeightCe, 1.0)]
+        );
+        assert!(!default.needs_outputs());
+        let all = parse("{weight_ce: 0.5, weight_kl: 2, output_mse: 1000}").unwrap();
+        let names: Vec<_> = all.components().iter().map(|(c, _)| c.column()).collect();
+        assert_eq!(
+            names,
+            ["loss_weight_ce", "loss_weight_kl", "loss_output_mse"]
+        );
+    }
+
+    #[test]
+    fn bad_weights_are_clear_errors() {
+        let err = parse("{output_mse: 1000, weight_xe: 1}").unwrap_err();
+        assert!(
+            err.contains("weight_xe") && err.contains("output_mse"),
+            "{err}"
+        );
+        for (text, expected) in [
+            ("{weight_ce: -1}", "loss.weight_ce is -1"),
+            ("{output_mse: .nan}", "loss.output_mse is NaN"),
+            ("{weight_kl: .inf}", "loss.weight_kl is inf"),
+            ("{weight_ce: 0, output_mse: 0}", "every loss weight is 0"),
+            ("{}", "every loss weight is 0"),
+        ] {
+            let err = parse(text)
+                .unwrap()
+                .validate("stages.1 (distill)")
+                .unwrap_err();
+            assert!(
+                err.starts_with("stages.1 (distill): ") && err.contains(expected),
+                "{text}: {err}"
+            );
+        }
+    }
+}
