@@ -2,7 +2,6 @@
 //! with GPT-2), with LoRA, sweeps, early stopping, data-parallel devices, NaN detection, resume
 //! inside a LoRA stage, and the errors a user meets first.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, NdArray};
@@ -11,7 +10,7 @@ use hedgehog_train::{RunOptions, RunSummary, Spec, run};
 
 mod common;
 
-use common::{copy_dir, exclusive, metrics_without_timing, temp, untimed, workspace};
+use common::{copy_dir, exclusive, metrics_without_timing, sample_vocab, temp, untimed, workspace};
 
 type B = Autodiff<NdArray<f32>>;
 
@@ -32,26 +31,6 @@ fn spec_from(dir: &Path, text: &str, overrides: &[&str]) -> Spec {
 
 fn run_cpu(spec: &Spec, options: &RunOptions, devices: usize) -> Result<Vec<RunSummary>, RunError> {
     run::<B>(spec, options, &vec![Default::default(); devices])
-}
-
-/// A WordPiece vocabulary holding the specials and every word of the SST-2 sample.
-fn sample_vocab(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(workspace().join("data/samples/glue/SST-2/train.tsv"))
-        .unwrap()
-        + &std::fs::read_to_string(workspace().join("data/samples/glue/SST-2/dev.tsv")).unwrap();
-    let words: BTreeSet<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
-    let mut vocab = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
-    vocab.extend(words);
-    let path = dir.join("vocab.txt");
-    std::fs::write(&path, vocab.join("\n") + "\n").unwrap();
-    path
 }
 
 const GLUE: &str = "name: glue-tiny

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use hedgehog_train::StageResult;
@@ -65,4 +66,24 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// A WordPiece vocabulary holding the specials and every word of the SST-2 sample.
+pub fn sample_vocab(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(workspace().join("data/samples/glue/SST-2/train.tsv"))
+        .unwrap()
+        + &std::fs::read_to_string(workspace().join("data/samples/glue/SST-2/dev.tsv")).unwrap();
+    let words: BTreeSet<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let mut vocab = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    vocab.extend(words);
+    let path = dir.join("vocab.txt");
+    std::fs::write(&path, vocab.join("\n") + "\n").unwrap();
+    path
 }
