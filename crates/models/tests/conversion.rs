@@ -4,7 +4,6 @@
 mod common;
 
 use burn::module::Module;
-use burn::tensor::Tensor;
 use common::*;
 use hedgehog_attention::{AttentionConfig, FeatureMapConfig};
 use hedgehog_models::bert::Bert;
@@ -170,22 +169,6 @@ fn distill_mode_gives_gradients_to_the_feature_maps_only() {
     );
 }
 
-fn random_maps<M: Module<B>>(model: M) -> M {
-    // Move every parameter off its init so a round trip proves something.
-    struct Perturb;
-    impl burn::module::ModuleMapper<B> for Perturb {
-        fn map_float<const D: usize>(
-            &mut self,
-            param: burn::module::Param<Tensor<B, D>>,
-        ) -> burn::module::Param<Tensor<B, D>> {
-            let (id, tensor, mapper) = param.consume();
-            let noise = tensor.random_like(burn::tensor::Distribution::Normal(0.0, 0.05));
-            burn::module::Param::from_mapped_value(id, tensor + noise, mapper)
-        }
-    }
-    model.map(&mut Perturb)
-}
-
 /// Converts the `family` fixture to `attention`, applies `prepare`, perturbs the weights, saves
 /// it, loads it back and compares `run` on both, bit for bit.
 fn assert_round_trip<M: Checkpoint<B> + Module<B>>(
@@ -197,7 +180,7 @@ fn assert_round_trip<M: Checkpoint<B> + Module<B>>(
     run: impl Fn(&M) -> Vec<f64>,
 ) {
     let device = Default::default();
-    let model: M = random_maps(prepare(
+    let model: M = perturb_params(prepare(
         checkpoint::load(&fixture_dir(family), Some(attention.to_vec()), &device).unwrap(),
     ));
     checkpoint::save(&model, dir.join(family)).unwrap();

@@ -255,22 +255,6 @@ fn windowed_generation_matches_a_naive_full_recompute_loop() {
     assert_eq!(generated, naive, "cached greedy decoding = naive loop");
 }
 
-fn perturb<M: Module<B>>(model: M) -> M {
-    // Move every parameter (γ's logits included) off its init so a round trip proves something.
-    struct Perturb;
-    impl burn::module::ModuleMapper<B> for Perturb {
-        fn map_float<const D: usize>(
-            &mut self,
-            param: burn::module::Param<Tensor<B, D>>,
-        ) -> burn::module::Param<Tensor<B, D>> {
-            let (id, tensor, mapper) = param.consume();
-            let noise = tensor.random_like(burn::tensor::Distribution::Normal(0.0, 0.05));
-            burn::module::Param::from_mapped_value(id, tensor + noise, mapper)
-        }
-    }
-    model.map(&mut Perturb)
-}
-
 fn linear_layers<M: AttentionLayers<B>>(model: &M) -> Vec<&LinearAttention<B>> {
     let layers = model.attention_layers();
     layers
@@ -312,7 +296,7 @@ fn assert_window_round_trip<M: Checkpoint<B> + Module<B>>(
         );
     }
     let fresh = gammas(&converted);
-    let model = perturb(converted);
+    let model = perturb_params(converted);
     let moved = gammas(&model);
     let least = fresh
         .iter()

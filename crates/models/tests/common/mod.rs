@@ -147,3 +147,20 @@ pub fn decode_stepwise<Bk: Backend, M: CausalLm<Bk>>(
     }
     Tensor::cat(outputs, 1)
 }
+
+/// Every parameter (window factors' logits included) moved off its init by `N(0, 0.05²)` noise,
+/// so a save/load round trip proves something.
+pub fn perturb_params<M: burn::module::Module<B>>(model: M) -> M {
+    struct Perturb;
+    impl burn::module::ModuleMapper<B> for Perturb {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<B, D>>,
+        ) -> burn::module::Param<Tensor<B, D>> {
+            let (id, tensor, mapper) = param.consume();
+            let noise = tensor.random_like(burn::tensor::Distribution::Normal(0.0, 0.05));
+            burn::module::Param::from_mapped_value(id, tensor + noise, mapper)
+        }
+    }
+    model.map(&mut Perturb)
+}
