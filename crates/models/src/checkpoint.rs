@@ -40,6 +40,8 @@ pub trait Checkpoint<B: Backend>: AttentionLayers<B> + Clone + Sized {
     /// Head prefixes HF writes and stored tensors the model need not use.
     fn loader(loader: SafetensorsLoader<B>, config: &Self::Config) -> SafetensorsLoader<B>;
     fn checkpoint_config(&self) -> &Self::Config;
+    /// For changes that keep the weights (the attention of some layers: [`keep_softmax`]).
+    fn checkpoint_config_mut(&mut self) -> &mut Self::Config;
     /// The weight table; `with_maps` includes the feature maps.
     fn visit_weights<V: WeightVisitor<B>>(
         self,
@@ -76,6 +78,36 @@ pub fn save<B: Backend, M: Checkpoint<B>>(
         .map_err(|e| ModelError::Config(e.to_string()))?;
     write_atomic(&dir.join("config.json"), config.as_bytes())?;
     Ok(())
+}
+
+/// Gives `layers` (indices) softmax attention back, dropping their feature maps and windows;
+/// every other layer keeps its attention and trained maps, and the model's config records the
+/// change, so a checkpoint of the result restores it. LoRA adapters stay where they are.
+pub fn keep_softmax<B: Backend, M: Checkpoint<B>>(
+    model: M,
+    layers: &[usize],
+) -> Result<M, ModelError> {
+    let count = model.attention_layers().len();
+    if let Some(bad) = layers.iter().find(|&&layer| layer >= count) {
+        return Err(ModelError::Config(format!(
+            "layer {bad} cannot keep softmax attention: the model has {count} layers (0..{count})"
+        )));
+    }
+    let mut index = 0;
+    let mut model = model.map_attention_layers(&mut |mut layer| {
+        if layers.contains(&index) {
+            layer.linear = None;
+        }
+        index += 1;
+        Ok(layer)
+    })?;
+    let attention = M::attention_of(model.checkpoint_config_mut());
+    let mut per_layer = crate::common::per_layer(attention, count)?;
+    for &layer in layers {
+        per_layer[layer] = AttentionConfig::Softmax;
+    }
+    *attention = per_layer;
+    Ok(model)
 }
 
 /// Loads `dir/config.json` + `dir/model.safetensors`: an HF checkpoint, or one written by

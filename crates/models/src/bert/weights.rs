@@ -117,6 +117,10 @@ impl<B: Backend> crate::checkpoint::Checkpoint<B> for Bert<B> {
         &self.config
     }
 
+    fn checkpoint_config_mut(&mut self) -> &mut BertConfig {
+        &mut self.config
+    }
+
     fn visit_weights<V: WeightVisitor<B>>(
         self,
         visitor: &mut V,

@@ -92,6 +92,10 @@ impl<B: Backend> crate::checkpoint::Checkpoint<B> for Gpt2<B> {
         &self.config
     }
 
+    fn checkpoint_config_mut(&mut self) -> &mut Gpt2Config {
+        &mut self.config
+    }
+
     fn visit_weights<V: WeightVisitor<B>>(
         self,
         visitor: &mut V,

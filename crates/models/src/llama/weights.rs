@@ -108,6 +108,10 @@ impl<B: Backend> crate::checkpoint::Checkpoint<B> for Llama<B> {
         &self.config
     }
 
+    fn checkpoint_config_mut(&mut self) -> &mut LlamaConfig {
+        &mut self.config
+    }
+
     fn visit_weights<V: WeightVisitor<B>>(
         self,
         visitor: &mut V,

@@ -118,6 +118,10 @@ impl<B: Backend> crate::checkpoint::Checkpoint<B> for Vit<B> {
         &self.config
     }
 
+    fn checkpoint_config_mut(&mut self) -> &mut VitConfig {
+        &mut self.config
+    }
+
     fn visit_weights<V: WeightVisitor<B>>(
         self,
         visitor: &mut V,
