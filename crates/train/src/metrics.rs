@@ -55,8 +55,8 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Opens `dir/metrics.csv` with a column for each of `components` (and, when there are
-    /// any, `dir/distill_layers.csv`); with `keep_until`, the rows a resumed run keeps (those
+    /// Opens `dir/metrics.csv` with a column for each of `components` (and, when some are
+    /// per layer, `dir/distill_layers.csv`); with `keep_until`, the rows a resumed run keeps (those
     /// up to its checkpoint's global step; the rest are repeated by the resumed run).
     pub fn open(
         dir: &Path,
@@ -71,9 +71,14 @@ impl MetricsLog {
                 .collect(),
             _ => Vec::new(),
         };
-        let layers = match components {
+        let per_layer: Vec<DistillComponent> = components
+            .iter()
+            .copied()
+            .filter(|c| c.per_layer())
+            .collect();
+        let layers = match per_layer.as_slice() {
             [] => None,
-            _ => Some(LayerLog::open(dir, keep_until, components)?),
+            some => Some(LayerLog::open(dir, keep_until, some)?),
         };
         let log = Self {
             path,

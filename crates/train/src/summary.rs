@@ -33,6 +33,10 @@ pub struct StageResult {
     /// summaries written before the field existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer_losses: Option<LayerLosses>,
+    /// The layers a distill stage's `keep_softmax:` gave softmax back (`softmax_layers.json`
+    /// has the losses they were chosen by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub softmax_layers: Option<Vec<usize>>,
 }
 
 /// Per-layer distillation losses on one step's batch (head-averaged, batch-averaged), for the
@@ -64,6 +68,7 @@ impl StageResult {
             stopped_early: false,
             analysis: None,
             layer_losses: None,
+            softmax_layers: None,
         }
     }
 
@@ -94,11 +99,27 @@ pub fn summary_from_json(text: &str) -> Option<RunSummary> {
     serde_json::from_str(text).ok()
 }
 
-/// "softmax", "Hedgehog (softmax_split)", or the per-layer labels joined by " | ".
+/// "softmax", "Hedgehog (softmax_split)", one linear attention with softmax kept in some
+/// layers ("Hedgehog (softmax_split), softmax in layers 3, 7"), or the per-layer labels
+/// joined by " | ".
 pub fn attention_label(attention: &[AttentionConfig]) -> String {
+    let linear: Vec<&AttentionConfig> = attention
+        .iter()
+        .filter(|a| **a != AttentionConfig::Softmax)
+        .collect();
+    let softmax_layers: Vec<String> = (attention.iter().enumerate())
+        .filter(|(_, a)| **a == AttentionConfig::Softmax)
+        .map(|(layer, _)| layer.to_string())
+        .collect();
     match attention.first() {
         None => "softmax".into(),
         Some(first) if attention.iter().all(|a| a == first) => first.label(),
+        _ if linear.iter().all(|a| *a == linear[0]) => format!(
+            "{}, softmax in layer{} {}",
+            linear[0].label(),
+            if softmax_layers.len() == 1 { "" } else { "s" },
+            softmax_layers.join(", ")
+        ),
         _ => attention
             .iter()
             .map(AttentionConfig::label)
@@ -120,7 +141,7 @@ pub(crate) fn model_attention_label<B: Backend, M: Checkpoint<B>>(model: &M) -> 
 
 /// The stage's table row, with `{attention}` replaced by the attention's label (so one row
 /// spec serves every point of a sweep over maps).
-fn row_label(stage: &StageSpec, attention: &str) -> Option<String> {
+pub(crate) fn row_label(stage: &StageSpec, attention: &str) -> Option<String> {
     stage
         .row
         .as_ref()

@@ -22,11 +22,13 @@ use hedgehog_attention::AttentionConfig;
 use hedgehog_tasks::recall::RecallConfig;
 use serde::{Deserialize, Serialize};
 
-pub use loss::{DistillComponent, DistillLoss};
+pub use loss::{DistillComponent, DistillLoss, LogitDistillation};
 pub use model::{Family, ModelSpec, Preset};
 pub use optimizer::{OptimizerSpec, ScheduleSpec};
 pub use passkey::PasskeySpec;
-pub use stage::{AnalysisSpec, EarlyStopping, LayerInputs, StageKind, StageSpec, Trainable};
+pub use stage::{
+    AnalysisSpec, EarlyStopping, KeepSoftmax, LayerInputs, StageKind, StageSpec, Trainable,
+};
 pub use sweep::SweepPoint;
 pub use task::{TaskSpec, TransformSpec};
 
@@ -194,8 +196,13 @@ impl Spec {
         let mut used: Vec<DistillComponent> = self
             .stages
             .iter()
-            .filter(|stage| stage.kind == StageKind::Distill)
-            .flat_map(|stage| stage.distill_loss().components())
+            .flat_map(|stage| match stage.kind {
+                StageKind::Distill => stage.distill_loss().components(),
+                _ => stage
+                    .logit_distillation
+                    .map(|logits| logits.components())
+                    .unwrap_or_default(),
+            })
             .map(|(component, _)| component)
             .collect();
         used.sort();
@@ -236,6 +243,14 @@ impl Spec {
                 current = attention;
             }
             stage.validate(i, current)?;
+            if stage.logit_distillation.is_some() && self.model.pretrained.is_none() {
+                return Err(format!(
+                    "stages.{i} ({}): logit distillation's teacher is the pretrained model with \
+                     softmax attention, but model has no `pretrained` weights; give \
+                     model.pretrained, or remove `logit_distillation:`",
+                    stage.kind.name()
+                ));
+            }
         }
         passkey::validate_task(&self.stages, &self.task)?;
         if self.checkpoint.every == 0 || self.checkpoint.keep == 0 {

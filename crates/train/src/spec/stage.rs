@@ -4,7 +4,7 @@ use hedgehog_attention::AttentionConfig;
 use hedgehog_models::lora::LoraConfig;
 use serde::{Deserialize, Serialize};
 
-use super::loss::DistillLoss;
+use super::loss::{DistillLoss, LogitDistillation};
 use super::optimizer::{OptimizerSpec, ScheduleSpec};
 use super::passkey::{self, PasskeySpec};
 
@@ -118,6 +118,22 @@ impl Default for AnalysisSpec {
     }
 }
 
+fn default_selection_batches() -> usize {
+    4
+}
+
+/// `keep_softmax: {layers: 2}` on a distill stage: when its steps are done, the stage measures
+/// every layer's distillation loss (its `loss:`) on `batches` training batches and gives the
+/// `layers` with the highest loss their softmax attention back (the fla-org hybrid recipe);
+/// the measurements and the choice go to `softmax_layers.json` in the run folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepSoftmax {
+    pub layers: usize,
+    #[serde(default = "default_selection_batches")]
+    pub batches: usize,
+}
+
 fn default_batch() -> usize {
     8
 }
@@ -179,6 +195,13 @@ pub struct StageSpec {
     /// resolved `spec.yaml` when absent, so runs from before the key keep their saved spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<DistillLoss>,
+    /// A train or finetune stage's loss against the frozen softmax model's next-token
+    /// distributions, instead of the task's alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_distillation: Option<LogitDistillation>,
+    /// A distill stage's choice of layers that go back to softmax when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_softmax: Option<KeepSoftmax>,
 }
 
 fn default_trainable() -> Trainable {
@@ -252,6 +275,29 @@ impl StageSpec {
                 ));
             }
             loss.validate(&at)?;
+        }
+        if let Some(logits) = &self.logit_distillation {
+            if !matches!(self.kind, StageKind::Train | StageKind::Finetune) {
+                return Err(format!(
+                    "{at}: `logit_distillation:` is a train or finetune stage's loss; a distill \
+                     stage weighs the attention with `loss:`"
+                ));
+            }
+            logits.validate(&at)?;
+        }
+        if let Some(keep) = &self.keep_softmax {
+            if self.kind != StageKind::Distill {
+                return Err(format!(
+                    "{at}: `keep_softmax:` chooses layers by their distillation loss and belongs \
+                     to a distill stage"
+                ));
+            }
+            if keep.layers == 0 || keep.batches == 0 {
+                return Err(format!(
+                    "{at}: keep_softmax needs layers ≥ 1 and batches ≥ 1 (remove it to keep \
+                     every layer linear)"
+                ));
+            }
         }
         if self.analysis.is_some() && self.kind != StageKind::Analyze {
             return Err(format!("{at}: `analysis:` belongs to an analyze stage"));

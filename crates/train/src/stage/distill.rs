@@ -1,6 +1,7 @@
 //! The `distill` stage (Hedgehog's stage 1): the feature maps alone learn to match each layer's
 //! softmax attention (the stage's `loss:`, by default the weights' soft cross-entropy),
-//! everything else frozen.
+//! everything else frozen; with `keep_softmax:`, the layers it matches worst then get softmax
+//! back ([`super::select`]).
 
 use burn::tensor::backend::AutodiffBackend;
 
@@ -11,6 +12,7 @@ use crate::summary::{StageResult, model_attention_label};
 use crate::task::Task;
 
 use super::objective::Objective;
+use super::select::keep_worst_layers;
 use super::subset::trained_subset;
 use super::train::train;
 use super::{Stage, StageRun};
@@ -37,6 +39,10 @@ impl<B: AutodiffBackend, T: Task<B>> Stage<B, T> for Distill {
             return Ok((model, StageResult::empty(stage, &label, attention)));
         }
         let objective = Objective::Distillation(stage.distill_loss());
-        train(run, stage, model, optimizer, objective)
+        let (model, result) = train(run, stage, model, optimizer, objective)?;
+        match &stage.keep_softmax {
+            Some(keep) => keep_worst_layers(run, stage, keep, model, result),
+            None => Ok((model, result)),
+        }
     }
 }

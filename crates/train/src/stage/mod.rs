@@ -9,6 +9,7 @@ mod eval;
 mod objective;
 mod parallel;
 mod passkey;
+mod select;
 mod step;
 mod subset;
 mod train;

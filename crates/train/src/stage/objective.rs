@@ -1,24 +1,39 @@
 //! What a training stage's loss measures, and that loss on a batch: below the step
 //! ([`super::step`]) and the device split ([`super::parallel`]) that both compute it.
 
+use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::error::RunError;
-use crate::spec::{DistillLoss, StageSpec};
+use crate::spec::{DistillLoss, LogitDistillation, StageSpec};
 use crate::task::distill::distill_mode;
 use crate::task::{DistillParts, Task, distillation_loss};
 
-/// What a training stage's loss measures.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Objective {
+/// What a training stage's loss measures; `M` is the teacher of logit distillation (the
+/// task model's inference twin).
+pub(crate) enum Objective<'t, M> {
     /// The task's own loss.
     Task,
     /// Each layer's attention against its softmax teacher's, weighed by the stage's `loss:`.
     Distillation(DistillLoss),
+    /// The next-token distributions against a frozen teacher's, with the task's loss mixed in
+    /// as the stage's `logit_distillation:` weighs them.
+    Logits {
+        weights: LogitDistillation,
+        teacher: &'t M,
+    },
 }
 
-impl Objective {
+// By hand: derived, they would ask `M: Copy` of the teacher, which is only borrowed.
+impl<M> Clone for Objective<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<M> Copy for Objective<'_, M> {}
+
+impl<M> Objective<'_, M> {
     pub(super) fn distills(self) -> bool {
         matches!(self, Self::Distillation(_))
     }
@@ -31,7 +46,10 @@ impl Objective {
     }
 
     /// The loss on `examples` and, for distillation, what it is made of.
-    pub(super) fn loss<B: AutodiffBackend, T: Task<B>>(
+    pub(super) fn loss<
+        B: AutodiffBackend,
+        T: Task<B, Model: AutodiffModule<B, InnerModule = M>>,
+    >(
         self,
         task: &T,
         model: &T::Model,
@@ -45,6 +63,11 @@ impl Objective {
                 let batch =
                     task.distill_batch(model, examples, distill_mode(&loss), seed, device)?;
                 let value = distillation_loss(batch, &loss)?;
+                Ok((value.total, Some(value.parts)))
+            }
+            Self::Logits { weights, teacher } => {
+                let value =
+                    task.logit_distillation_loss(model, teacher, examples, &weights, device)?;
                 Ok((value.total, Some(value.parts)))
             }
         }

@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::error::RunError;
-use crate::task::{DistillParts, Task};
+use crate::task::{DistillParts, Inner, Task};
 
 use super::Context;
 use super::objective::Objective;
@@ -23,7 +23,7 @@ pub(super) fn micro_batch_grads<B: AutodiffBackend, T: Task<B>>(
     ctx: &Context<'_, B, T>,
     model: &T::Model,
     examples: &[usize],
-    objective: Objective,
+    objective: Objective<'_, Inner<B, T::Model>>,
     seed: u64,
     scale: f64,
 ) -> Result<MicroBatch, RunError> {

@@ -32,7 +32,7 @@ pub(crate) struct Learner<'l, B: AutodiffBackend, M: AutodiffModule<B>> {
     pub optimizer: &'l mut Adam<B, M>,
     pub sampler: &'l EpochSampler,
     pub keep: Option<&'l HashSet<ParamId>>,
-    pub objective: Objective,
+    pub objective: Objective<'l, M::InnerModule>,
 }
 
 /// The outcome of [`optimizer_step`].

@@ -17,7 +17,7 @@ use crate::optim::FusedAdamW;
 use crate::seeds::derived_seed;
 use crate::spec::{StageSpec, Trainable};
 use crate::summary::{StageResult, model_attention_label};
-use crate::task::{DistillParts, EpochSampler, Evaluation, Task};
+use crate::task::{DistillParts, EpochSampler, Evaluation, Inner, Task};
 
 use super::objective::Objective;
 use super::step::{Learner, Step, StepAt, optimizer_step};
@@ -34,7 +34,22 @@ impl<B: AutodiffBackend, T: Task<B>> Stage<B, T> for Train {
         model: T::Model,
         optimizer: Option<AdamRecord<B, T::Model>>,
     ) -> Result<(T::Model, StageResult), RunError> {
-        train(run, stage, model, optimizer, Objective::Task)
+        let Some(weights) = stage.logit_distillation else {
+            return train(run, stage, model, optimizer, Objective::Task);
+        };
+        let teacher = run.ctx.task.teacher(run.ctx.device())?;
+        run.reporter.line(format!(
+            "[{}] logit distillation against the pretrained model with softmax attention \
+             (kl {}, lm {})",
+            stage.label(),
+            weights.kl,
+            weights.lm
+        ));
+        let objective = Objective::Logits {
+            weights,
+            teacher: &teacher,
+        };
+        train(run, stage, model, optimizer, objective)
     }
 }
 
@@ -55,7 +70,7 @@ pub(super) fn train<B: AutodiffBackend, T: Task<B>>(
     stage: &StageSpec,
     model: T::Model,
     optimizer_record: Option<AdamRecord<B, T::Model>>,
-    objective: Objective,
+    objective: Objective<'_, Inner<B, T::Model>>,
 ) -> Result<(T::Model, StageResult), RunError> {
     let label = stage.label();
     let mut optimizer: Adam<B, T::Model> = FusedAdamW::of_stage(stage).init();
@@ -147,7 +162,7 @@ struct Training<'s, 'r, 'a, B: AutodiffBackend, T: Task<B>> {
     run: &'s mut StageRun<'r, 'a, B, T>,
     stage: &'s StageSpec,
     label: String,
-    objective: Objective,
+    objective: Objective<'s, Inner<B, T::Model>>,
     total: usize,
     optimizer: Adam<B, T::Model>,
     /// The trained parameters, when not all of them.
@@ -320,11 +335,9 @@ impl<B: AutodiffBackend, T: Task<B>> Training<'_, '_, '_, B, T> {
                 "[{}] step {step}/{}  loss {loss:.4}{}  lr {rate:.2e}  {tps:.0} tok/s{validation}",
                 self.label,
                 self.total,
-                components_text(
-                    self.last_parts
-                        .as_ref()
-                        .filter(|_| self.stage.loss.is_some())
-                ),
+                components_text(self.last_parts.as_ref().filter(
+                    |_| self.stage.loss.is_some() || self.stage.logit_distillation.is_some()
+                )),
             ));
             self.run.metrics.flush()?;
         }

@@ -93,7 +93,7 @@ language_model!(Llama);
 /// A decoder family the causal tasks can build and train.
 pub trait Decoder<B: AutodiffBackend>:
     LanguageModel<B>
-    + burn::module::AutodiffModule<B>
+    + burn::module::AutodiffModule<B, InnerModule: Sync>
     + hedgehog_models::checkpoint::Checkpoint<B>
     + hedgehog_models::AttentionLayers<B>
     + Send

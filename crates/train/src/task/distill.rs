@@ -183,6 +183,13 @@ fn component_loss<B: Backend>(
                 .collect::<Result<Vec<_>, _>>()?;
             distill::layerwise_output_loss(outputs, Reduction::Mean, padding)?
         }
+        DistillComponent::LogitKl | DistillComponent::Lm => {
+            return Err(RunError::Config(format!(
+                "{} weighs next-token distributions, not a layer's attention: it belongs to \
+                 a finetune stage's logit_distillation, not a distill stage's loss",
+                component.name()
+            )));
+        }
     })
 }
 

@@ -7,17 +7,20 @@ use std::path::PathBuf;
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
+use hedgehog_attention::AttentionConfig;
 use hedgehog_models::generation::{GenerationConfig, Sampling, generate_profiled};
 use hedgehog_models::tokenizer::TextTokenizer;
 use hedgehog_models::{AttentionMode, ModelError};
 use hedgehog_tasks::lm::{self, CorpusSplit, TokenFile};
 
 pub use super::decoder::{Decoder, LanguageModel};
+use super::logits::logit_distillation_loss;
 use super::{
-    Captured, DistillBatch, Evaluation, Inner, Task, TaskInfo, TextGenerator, int_tensor, models,
+    Captured, DistillBatch, DistillValue, Evaluation, Inner, Task, TaskInfo, TextGenerator,
+    int_tensor, models,
 };
 use crate::error::{RunError, file_error};
-use crate::spec::{Spec, TaskSpec};
+use crate::spec::{LogitDistillation, Spec, TaskSpec};
 
 /// The tokenizer a run's corpus is read with, and its name in cache files.
 fn tokenizer_for(spec: &Spec) -> Result<(TextTokenizer, String), RunError> {
@@ -272,6 +275,50 @@ where
             layers: model.lm_forward(inputs, mode, false)?.attention,
             query_padding: None,
         })
+    }
+
+    fn teacher(&self, device: &B::Device) -> Result<Inner<B, M>, RunError> {
+        if self.spec.model.pretrained.is_none() {
+            return Err(RunError::Config(
+                "logit distillation's teacher is the pretrained model: give model.pretrained"
+                    .into(),
+            ));
+        }
+        let mut spec = self.spec.clone();
+        spec.attention = vec![AttentionConfig::Softmax];
+        Ok(M::build(&spec, self.context, self.vocab, device)?.valid())
+    }
+
+    fn logit_distillation_loss(
+        &self,
+        model: &M,
+        teacher: &Inner<B, M>,
+        examples: &[usize],
+        weights: &LogitDistillation,
+        device: &B::Device,
+    ) -> Result<DistillValue<B>, RunError> {
+        let (inputs, targets) = self.blocks(self.train.tokens(), examples);
+        let shape = [examples.len(), self.context];
+        let teacher_logits = teacher
+            .lm_forward(
+                int_tensor::<B::InnerBackend>(inputs.clone(), shape, device),
+                AttentionMode::Configured,
+                false,
+            )?
+            .output;
+        let student_logits = model
+            .lm_forward(
+                int_tensor::<B>(inputs, shape, device),
+                AttentionMode::Configured,
+                false,
+            )?
+            .output;
+        logit_distillation_loss(
+            student_logits,
+            Tensor::from_inner(teacher_logits),
+            &targets,
+            weights,
+        )
     }
 
     fn evaluate(&self, model: &Inner<B, M>, device: &B::Device) -> Result<Evaluation, RunError> {

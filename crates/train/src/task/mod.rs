@@ -12,6 +12,7 @@ pub use decoder::TextGenerator;
 pub mod glue;
 pub mod images;
 pub mod lm;
+pub mod logits;
 pub mod models;
 pub mod recall;
 
@@ -25,6 +26,7 @@ use hedgehog_models::{AttentionCapture, AttentionLayers, AttentionMode};
 
 pub use self::distill::{DistillBatch, DistillParts, DistillValue, distillation_loss};
 use crate::error::RunError;
+use crate::spec::LogitDistillation;
 
 /// The trained model's inference-mode twin (no autodiff, dropout off).
 pub type Inner<B, M> = <M as AutodiffModule<B>>::InnerModule;
@@ -86,7 +88,12 @@ pub struct TaskInfo {
 
 /// A task the pipelines can train, distil, evaluate and analyse.
 pub trait Task<B: AutodiffBackend>: Sync {
-    type Model: AutodiffModule<B> + Checkpoint<B> + AttentionLayers<B> + Send + 'static;
+    /// Its inference twin is shared by the device threads as logit distillation's teacher.
+    type Model: AutodiffModule<B, InnerModule: Sync>
+        + Checkpoint<B>
+        + AttentionLayers<B>
+        + Send
+        + 'static;
 
     fn info(&self) -> TaskInfo;
 
@@ -115,6 +122,27 @@ pub trait Task<B: AutodiffBackend>: Sync {
         seed: u64,
         device: &B::Device,
     ) -> Result<DistillBatch<B>, RunError>;
+
+    /// The frozen teacher of logit distillation: the run's pretrained model as loaded, with
+    /// softmax attention in every layer. Only language modelling has one.
+    fn teacher(&self, device: &B::Device) -> Result<Inner<B, Self::Model>, RunError> {
+        let _ = device;
+        Err(no_logit_distillation())
+    }
+
+    /// `weights.kl × KL(teacher ‖ model) + weights.lm × task loss` of the next-token
+    /// distributions on training `examples` ([`logits::logit_distillation_loss`]).
+    fn logit_distillation_loss(
+        &self,
+        model: &Self::Model,
+        teacher: &Inner<B, Self::Model>,
+        examples: &[usize],
+        weights: &LogitDistillation,
+        device: &B::Device,
+    ) -> Result<DistillValue<B>, RunError> {
+        let _ = (model, teacher, examples, weights, device);
+        Err(no_logit_distillation())
+    }
 
     /// The validation metrics.
     fn evaluate(
@@ -148,6 +176,14 @@ pub trait Task<B: AutodiffBackend>: Sync {
                 .into(),
         ))
     }
+}
+
+fn no_logit_distillation() -> RunError {
+    RunError::Config(
+        "logit distillation needs a language_modeling task (a decoder's next-token \
+         distributions); remove `logit_distillation:` from this task's stages"
+            .into(),
+    )
 }
 
 /// Cross-entropy of `logits: [N, C]` against `targets` (class indices), averaged over the
