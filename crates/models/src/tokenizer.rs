@@ -62,6 +62,27 @@ impl TextTokenizer {
         Ok(Self::Hf(Box::new(tokenizer)))
     }
 
+    /// Writes a `tokenizers` pipeline as a HF `tokenizer.json` (what [`Self::from_tokenizer_json`]
+    /// reads back as the same pipeline), so a model converted from a GGUF file keeps its
+    /// tokenizer beside its weights. GPT-2's tiktoken BPE has no such file: an error.
+    pub fn save_tokenizer_json(&self, path: impl AsRef<Path>) -> Result<(), TokenizerError> {
+        let path = path.as_ref();
+        let Self::Hf(tokenizer) = self else {
+            return Err(TokenizerError::File {
+                path: path.to_path_buf(),
+                reason: "GPT-2's built-in BPE is not written as a tokenizer.json; a GPT-2 \
+                         checkpoint is read with it again by default"
+                    .into(),
+            });
+        };
+        tokenizer
+            .save(path, false)
+            .map_err(|e| TokenizerError::File {
+                path: path.to_path_buf(),
+                reason: format!("cannot write tokenizer.json ({e})"),
+            })
+    }
+
     /// BERT WordPiece from `vocab.txt` (one token a line), with BERT's normaliser and
     /// pre-tokeniser and `[CLS] … [SEP]` framing.
     pub fn from_bert_vocab(

@@ -163,6 +163,17 @@ fn smollm2_gguf_logits_and_greedy_continuation_match_the_reference() {
         .map(|v| v.as_u64().unwrap() as u32)
         .collect();
     assert_eq!(ids, expected_ids, "SmolLM2 BPE ids of {prompt:?}");
+    // Written as tokenizer.json (what a converted run's final/ carries) and read back, the
+    // pipeline is the same: digits split one by one, byte-level BPE, no padding.
+    let json = std::env::temp_dir().join(format!("hedgehog-smollm2-{}.json", std::process::id()));
+    tokenizer.save_tokenizer_json(&json).unwrap();
+    let reread = hedgehog_models::tokenizer::TextTokenizer::from_tokenizer_json(&json).unwrap();
+    std::fs::remove_file(&json).ok();
+    let digits = format!("{prompt} The pass key is 40917. Remember it: 40917!");
+    assert_eq!(
+        reread.encode(&digits).unwrap(),
+        tokenizer.encode(&digits).unwrap()
+    );
 
     let logits = model
         .forward(ids_tensor(&ids), None, AttentionMode::Configured, false)

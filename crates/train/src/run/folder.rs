@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use hedgehog_models::ModelError;
+
 use crate::checkpoint;
 use crate::error::{RunError, file_error};
 use crate::spec::{Spec, SweepPoint};
@@ -104,7 +106,8 @@ const TOKENIZER_FILES: [&str; 5] = [
 
 /// Copies the last checkpoint's model to `<run>/final/` (an HF-layout directory that a later
 /// spec can name as `model.pretrained`), with the tokenizer files of the directory the run
-/// started from, and points `results/<name>/latest` at the run.
+/// started from (or, from a GGUF file, its tokenizer as `tokenizer.json`), and points
+/// `results/<name>/latest` at the run.
 pub(super) fn export_final(dir: &Path, pretrained: Option<&Path>) -> Result<(), RunError> {
     let (_, last) = checkpoint::checkpoints(dir)
         .pop()
@@ -119,6 +122,17 @@ pub(super) fn export_final(dir: &Path, pretrained: Option<&Path>) -> Result<(), 
         if let Some(source) = pretrained.map(|p| p.join(file)).filter(|p| p.is_file()) {
             std::fs::copy(&source, partial.join(file)).map_err(file_error(&source))?;
         }
+    }
+    // A GGUF file carries its tokenizer inside: written out, so `final/` reads as itself.
+    if let Some(gguf) = pretrained.filter(|p| p.extension().is_some_and(|e| e == "gguf")) {
+        let file = hedgehog_models::gguf::GgufFile::open(gguf).map_err(ModelError::from)?;
+        let target = partial.join("tokenizer.json");
+        hedgehog_models::llama::gguf_tokenizer(&file)?
+            .save_tokenizer_json(&target)
+            .map_err(|e| RunError::File {
+                path: target.clone(),
+                message: e.to_string(),
+            })?;
     }
     let target = dir.join("final");
     let _ = std::fs::remove_dir_all(&target);

@@ -20,7 +20,7 @@ use super::{
     int_tensor, models,
 };
 use crate::error::{RunError, file_error};
-use crate::spec::{LogitDistillation, Spec, TaskSpec};
+use crate::spec::{Family, LogitDistillation, Spec, TaskSpec};
 
 /// The tokenizer a run's corpus is read with, and its name in cache files.
 fn tokenizer_for(spec: &Spec) -> Result<(TextTokenizer, String), RunError> {
@@ -34,6 +34,24 @@ fn tokenizer_for(spec: &Spec) -> Result<(TextTokenizer, String), RunError> {
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
         return Ok((tokenizer, format!("gguf-{stem}")));
+    }
+    // A Llama checkpoint directory brings its tokenizer (HF's, or the one a run converted
+    // from a GGUF file wrote into `final/`); its cache name follows the file's content, so two
+    // directories with the same tokenizer share token caches.
+    if let Some(dir) = &spec.model.pretrained
+        && spec.model.family == Family::Llama
+        && dir.join("tokenizer.json").is_file()
+    {
+        let path = dir.join("tokenizer.json");
+        let bytes = std::fs::read(&path).map_err(file_error(&path))?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&bytes, &mut hasher);
+        let tokenizer = TextTokenizer::from_tokenizer_json(&path).map_err(|e| RunError::File {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let name = format!("tokenizer-json-{:016x}", std::hash::Hasher::finish(&hasher));
+        return Ok((tokenizer, name));
     }
     let tokenizer =
         TextTokenizer::gpt2().map_err(|e| RunError::Config(format!("GPT-2 tokenizer: {e}")))?;
