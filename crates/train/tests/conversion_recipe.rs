@@ -7,12 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, NdArray};
-use hedgehog_train::metrics::{MetricsLog, MetricsRow};
 use hedgehog_train::{RunOptions, RunSummary, Spec, run};
 
 mod common;
 
-use common::{copy_dir, exclusive, metrics_without_timing, temp, untimed};
+use common::{
+    copy_dir, corpus_spec_filled, exclusive, metrics_without_timing, stage_rows, temp, untimed,
+};
 
 type B = Autodiff<NdArray<f32>>;
 
@@ -56,36 +57,6 @@ stages:
   - {kind: eval, row: \"{attention}\"}
 ";
 
-/// A tiny WikiText-format corpus in `dir`, and `template` with it filled in, loaded with
-/// `overrides`.
-fn spec_in(
-    dir: &Path,
-    template: &str,
-    fill: &[(&str, String)],
-    overrides: &[&str],
-) -> Result<Spec, String> {
-    let corpus = dir.join("corpus");
-    std::fs::create_dir_all(&corpus).unwrap();
-    let text = " = Hedgehogs = \n The hedgehog is a small mammal covered in spines . It eats insects and worms . \n It rolls into a ball when threatened . \n";
-    for (split, copies) in [("train", 6), ("valid", 2)] {
-        std::fs::write(
-            corpus.join(format!("wiki.{split}.tokens")),
-            text.repeat(copies),
-        )
-        .unwrap();
-    }
-    let mut spec = template
-        .replace("CORPUS", &corpus.display().to_string())
-        .replace("CACHE", &dir.join("cache").display().to_string());
-    for (key, value) in fill {
-        spec = spec.replace(key, value);
-    }
-    let path = dir.join("spec.yaml");
-    std::fs::write(&path, spec).unwrap();
-    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    Spec::load(&path, &overrides).map_err(|e| e.to_string())
-}
-
 fn run_one(spec: &Spec, results: &Path, resume: bool) -> Result<RunSummary, String> {
     let options = RunOptions {
         results_dir: results.to_path_buf(),
@@ -99,7 +70,7 @@ fn run_one(spec: &Spec, results: &Path, resume: bool) -> Result<RunSummary, Stri
 
 /// The pretrained model the conversion specs start from: `<dir>/pretrain/.../final`.
 fn pretrained(dir: &Path) -> PathBuf {
-    let spec = spec_in(dir, PRETRAIN, &[], &[]).unwrap();
+    let spec = corpus_spec_filled(dir, PRETRAIN, &[], &[]).unwrap();
     run_one(&spec, &dir.join("pretrain"), false)
         .unwrap()
         .run_dir
@@ -107,20 +78,12 @@ fn pretrained(dir: &Path) -> PathBuf {
 }
 
 fn convert_spec(dir: &Path, model: &Path, overrides: &[&str]) -> Result<Spec, String> {
-    spec_in(
+    corpus_spec_filled(
         dir,
         CONVERT,
         &[("PRETRAINED", model.display().to_string())],
         overrides,
     )
-}
-
-fn stage_rows(run_dir: &Path, stage: usize) -> Vec<MetricsRow> {
-    MetricsLog::read(&run_dir.join("metrics.csv"))
-        .unwrap()
-        .into_iter()
-        .filter(|row| row.stage == stage)
-        .collect()
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -144,7 +107,7 @@ fn logit_distillation_and_keep_softmax_convert_a_pretrained_model_and_resume_exa
     assert!(first.components["logit_kl"].abs() < 1e-6, "{first:?}");
     let plain = CONVERT.replace("    logit_distillation: {kl: 1, lm: 0.5}\n", "");
     let fill = [("PRETRAINED", model.display().to_string())];
-    let plain = spec_in(&dir, &plain, &fill, &[]).unwrap();
+    let plain = corpus_spec_filled(&dir, &plain, &fill, &[]).unwrap();
     let plain = run_one(&plain, &dir.join("plain"), false).unwrap();
     let plain_first = stage_rows(&plain.run_dir, 0)[0].loss.unwrap();
     assert!(
@@ -207,7 +170,7 @@ fn logit_distillation_and_keep_softmax_convert_a_pretrained_model_and_resume_exa
     // The hybrid loads back from `final/` (softmax layer, trained maps) and scores the same.
     let reload = CONVERT.split("stages:").next().unwrap().to_string() + "stages: [{kind: eval}]\n";
     let fill = [("PRETRAINED", run_dir.join("final").display().to_string())];
-    let reload = spec_in(&dir, &reload, &fill, &[]).unwrap();
+    let reload = corpus_spec_filled(&dir, &reload, &fill, &[]).unwrap();
     let reloaded = run_one(&reload, &dir.join("reload"), false).unwrap();
     assert_eq!(reloaded.stages[0].attention, distill.attention);
     assert_eq!(reloaded.stages[0].headline_value(), eval.headline_value());
@@ -299,7 +262,7 @@ fn misplaced_recipe_options_are_clear_errors() {
         "{family: gpt2, pretrained: PRETRAINED}",
         "{family: gpt2, preset: gpt2_tiny}",
     );
-    let err = spec_in(&dir, &scratch, &[], &[]).unwrap_err();
+    let err = corpus_spec_filled(&dir, &scratch, &[], &[]).unwrap_err();
     assert!(err.contains("model has no `pretrained` weights"), "{err}");
     // Keeping every linear layer softmax converts nothing: refused when the stage ends.
     let model = pretrained(&dir);

@@ -8,13 +8,16 @@ use std::path::Path;
 
 use burn::backend::{Autodiff, NdArray};
 use hedgehog_train::layer_metrics::LayerLog;
-use hedgehog_train::metrics::{MetricsLog, MetricsRow};
+use hedgehog_train::metrics::MetricsRow;
 use hedgehog_train::run::summary_from_json;
 use hedgehog_train::{RunOptions, RunSummary, Spec, run};
 
 mod common;
 
-use common::{copy_dir, exclusive, metrics_without_timing, sample_vocab, temp, untimed, workspace};
+use common::{
+    copy_dir, corpus_spec, exclusive, metrics_without_timing, sample_vocab, stage_rows, temp,
+    untimed, workspace,
+};
 
 type B = Autodiff<NdArray<f32>>;
 
@@ -38,24 +41,6 @@ stages:
     optimizer: {kind: adamw, lr: 1.0e-2}
 ";
 
-/// `template` with a tiny WikiText-format corpus in `dir`, loaded with `overrides`.
-fn corpus_spec(dir: &Path, template: &str, overrides: &[&str]) -> Result<Spec, String> {
-    let corpus = dir.join("corpus");
-    std::fs::create_dir_all(&corpus).unwrap();
-    let text = " = Hedgehogs = \n The hedgehog is a small mammal covered in spines . It eats insects and worms . \n It rolls into a ball when threatened . \n";
-    for (split, copies) in [("train", 6), ("valid", 2)] {
-        let path = corpus.join(format!("wiki.{split}.tokens"));
-        std::fs::write(path, text.repeat(copies)).unwrap();
-    }
-    let spec = template
-        .replace("CORPUS", &corpus.display().to_string())
-        .replace("CACHE", &dir.join("cache").display().to_string());
-    let path = dir.join("spec.yaml");
-    std::fs::write(&path, spec).unwrap();
-    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    Spec::load(&path, &overrides).map_err(|e| e.to_string())
-}
-
 fn run_one(spec: &Spec, results: &Path, resume: bool) -> RunSummary {
     let options = RunOptions {
         results_dir: results.to_path_buf(),
@@ -64,14 +49,6 @@ fn run_one(spec: &Spec, results: &Path, resume: bool) -> RunSummary {
     };
     let mut summaries = run::<B>(spec, &options, &[Default::default()]).unwrap();
     summaries.remove(0)
-}
-
-fn stage_rows(run_dir: &Path, stage: usize) -> Vec<MetricsRow> {
-    MetricsLog::read(&run_dir.join("metrics.csv"))
-        .unwrap()
-        .into_iter()
-        .filter(|row| row.stage == stage)
-        .collect()
 }
 
 fn close(a: f64, b: f64) -> bool {

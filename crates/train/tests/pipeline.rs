@@ -9,7 +9,7 @@ use hedgehog_train::{RunOptions, RunSummary, Spec, run};
 
 mod common;
 
-use common::{copy_dir, exclusive, metrics_without_timing, temp, untimed, workspace};
+use common::{copy_dir, exclusive, metrics_without_timing, temp, untimed, workspace, write_corpus};
 
 type B = Autodiff<NdArray<f32>>;
 
@@ -55,16 +55,7 @@ stages:
 ";
 
 fn tiny_spec(dir: &Path) -> PathBuf {
-    let corpus = dir.join("corpus");
-    std::fs::create_dir_all(&corpus).unwrap();
-    let text = " = Hedgehogs = \n The hedgehog is a small mammal covered in spines . It eats insects and worms . \n It rolls into a ball when threatened . \n";
-    for split in ["train", "valid"] {
-        std::fs::write(
-            corpus.join(format!("wiki.{split}.tokens")),
-            text.repeat(if split == "train" { 6 } else { 2 }),
-        )
-        .unwrap();
-    }
+    let corpus = write_corpus(dir);
     let spec = TINY
         .replace("CORPUS", &corpus.display().to_string())
         .replace("CACHE", &dir.join("cache").display().to_string());

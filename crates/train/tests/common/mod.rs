@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use hedgehog_train::StageResult;
+use hedgehog_train::metrics::{MetricsLog, MetricsRow};
+use hedgehog_train::{Spec, StageResult};
 
 /// burn's ndarray RNG is process-global: runs in parallel test threads would draw from it in
 /// interleaved order, so the tests that run models take turns.
@@ -28,6 +29,54 @@ pub fn temp(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A tiny WikiText-format corpus, `<dir>/corpus` (six copies of a passage to train on, two to
+/// validate on).
+pub fn write_corpus(dir: &Path) -> PathBuf {
+    let corpus = dir.join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let text = " = Hedgehogs = \n The hedgehog is a small mammal covered in spines . It eats insects and worms . \n It rolls into a ball when threatened . \n";
+    for (split, copies) in [("train", 6), ("valid", 2)] {
+        let path = corpus.join(format!("wiki.{split}.tokens"));
+        std::fs::write(path, text.repeat(copies)).unwrap();
+    }
+    corpus
+}
+
+/// `template` with [`write_corpus`]'s corpus as `CORPUS`, `<dir>/cache` as `CACHE` and each
+/// `(key, value)` of `fill` replaced, written to `<dir>/spec.yaml` and loaded with `overrides`.
+pub fn corpus_spec_filled(
+    dir: &Path,
+    template: &str,
+    fill: &[(&str, String)],
+    overrides: &[&str],
+) -> Result<Spec, String> {
+    let corpus = write_corpus(dir);
+    let mut spec = template
+        .replace("CORPUS", &corpus.display().to_string())
+        .replace("CACHE", &dir.join("cache").display().to_string());
+    for (key, value) in fill {
+        spec = spec.replace(key, value);
+    }
+    let path = dir.join("spec.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    Spec::load(&path, &overrides).map_err(|e| e.to_string())
+}
+
+/// [`corpus_spec_filled`] with nothing else to fill.
+pub fn corpus_spec(dir: &Path, template: &str, overrides: &[&str]) -> Result<Spec, String> {
+    corpus_spec_filled(dir, template, &[], overrides)
+}
+
+/// The `metrics.csv` rows of one stage.
+pub fn stage_rows(run_dir: &Path, stage: usize) -> Vec<MetricsRow> {
+    MetricsLog::read(&run_dir.join("metrics.csv"))
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.stage == stage)
+        .collect()
 }
 
 /// Stage results without their wall-clock seconds.
