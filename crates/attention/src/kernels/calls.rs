@@ -7,7 +7,7 @@ use std::sync::Arc;
 use burn_ndarray::NdArrayTensor;
 
 use super::host;
-use super::{hedgehog, linear, lm_head, softmax};
+use super::{hedgehog, linear, lm_head, softmax, window};
 use crate::types::HedgehogActivation;
 
 /// The primitives of a linear-attention call.
@@ -205,6 +205,74 @@ impl SoftmaxCall {
     pub fn weights_shape(&self) -> [usize; 4] {
         let d = self.dims;
         [d.batch, d.heads, d.query_len, d.key_len]
+    }
+}
+
+/// The primitives of a sliding-window + linear attention call (`factors`: `γ`, `[H]`).
+#[derive(Clone, Debug)]
+pub(super) struct WindowCall {
+    pub q: NdArrayTensor,
+    pub k: NdArrayTensor,
+    pub fq: NdArrayTensor,
+    pub fk: NdArrayTensor,
+    pub v: NdArrayTensor,
+    pub factors: NdArrayTensor,
+    pub keep: Option<Arc<[bool]>>,
+    pub dims: window::Dims,
+    pub eps: f32,
+}
+
+impl WindowCall {
+    /// `[q, k, φ(q), φ(k), v]`, `γ`, the keep flags, `ε` and `W`.
+    pub fn new(
+        [q, k, fq, fk, v]: [NdArrayTensor; 5],
+        factors: NdArrayTensor,
+        keep: Option<Vec<bool>>,
+        eps: f64,
+        window: usize,
+    ) -> Self {
+        let [batch, heads, len, head_dim]: [usize; 4] =
+            host::dims(&q).try_into().expect("rank-4 queries");
+        let (features, value_dim) = (host::dims(&fq)[3], host::dims(&v)[3]);
+        Self {
+            q,
+            k,
+            fq,
+            fk,
+            v,
+            factors,
+            keep: keep.map(Arc::from),
+            dims: window::Dims {
+                batch,
+                heads,
+                len,
+                head_dim,
+                features,
+                value_dim,
+                window,
+            },
+            eps: eps as f32,
+        }
+    }
+
+    pub fn with<R>(&self, f: impl FnOnce(window::Inputs<'_>) -> R) -> R {
+        let [q, k, fq, fk, v, factors] =
+            [&self.q, &self.k, &self.fq, &self.fk, &self.v, &self.factors].map(host::values);
+        f(window::Inputs {
+            q: &q,
+            k: &k,
+            fq: &fq,
+            fk: &fk,
+            v: &v,
+            factors: &factors,
+            keep: self.keep.as_deref(),
+            eps: self.eps,
+        })
+    }
+
+    pub fn output_shape(&self) -> [usize; 4] {
+        let d = self.dims;
+        [d.batch, d.heads, d.len, d.value_dim]
     }
 }
 

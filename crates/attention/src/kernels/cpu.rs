@@ -3,11 +3,11 @@
 
 use burn::tensor::Tensor;
 
-use super::calls::{HedgehogCall, LinearCall, SoftmaxCall, lm_head_dims};
+use super::calls::{HedgehogCall, LinearCall, SoftmaxCall, WindowCall, lm_head_dims};
 use super::host::{self, Cpu};
 use super::ops::{Fused, Kernels};
-use super::{elu, linear, lm_head, softmax, taylor};
-use crate::types::{HedgehogActivation, LinearInputs, LinearState, SoftmaxInputs};
+use super::{elu, linear, lm_head, softmax, taylor, window};
+use crate::types::{HedgehogActivation, LinearInputs, LinearState, SoftmaxInputs, WindowInputs};
 
 impl Kernels<Cpu> for Fused {
     fn causal_linear(
@@ -108,6 +108,24 @@ impl Kernels<Cpu> for Fused {
         let phi = taylor::forward(&host::values(&host::float(x)), d, compressed);
         let f = taylor::feature_dim(d, compressed);
         host::tensor(host::primitive(phi, &[b, h, t, f]))
+    }
+
+    fn window_output(
+        &self,
+        inputs: WindowInputs<Cpu>,
+        window: usize,
+    ) -> Result<Tensor<Cpu, 4>, WindowInputs<Cpu>> {
+        let keep = host::keep_flags(inputs.key_padding.as_ref());
+        let tokens = [inputs.q, inputs.k, inputs.fq, inputs.fk, inputs.v].map(host::float);
+        let call = WindowCall::new(
+            tokens,
+            host::float(inputs.factors),
+            keep,
+            inputs.eps,
+            window,
+        );
+        let out = call.with(|slices| window::forward(call.dims, slices));
+        Ok(host::tensor(host::primitive(out.y, &call.output_shape())))
     }
 
     fn softmax_attention(&self, inputs: SoftmaxInputs<Cpu>, _dropout: f64) -> Tensor<Cpu, 4> {

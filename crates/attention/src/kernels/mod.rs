@@ -31,6 +31,7 @@ mod ops;
 mod simd;
 mod softmax;
 mod taylor;
+mod window;
 
 use std::any::Any;
 use std::sync::OnceLock;

@@ -5,7 +5,7 @@
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::reference;
-use crate::types::{HedgehogActivation, LinearInputs, LinearState, SoftmaxInputs};
+use crate::types::{HedgehogActivation, LinearInputs, LinearState, SoftmaxInputs, WindowInputs};
 
 /// The hot operations of the workspace; the defaults are the composed reference code.
 pub trait Kernels<B: Backend>: Send + Sync {
@@ -65,6 +65,18 @@ pub trait Kernels<B: Backend>: Send + Sync {
     /// with off-diagonal terms scaled by √2): `[B, H, T, d]` → `[B, H, T, F]`.
     fn taylor(&self, x: Tensor<B, 4>, compressed: bool) -> Tensor<B, 4> {
         reference::maps::taylor(x, compressed)
+    }
+
+    /// Sliding-window + linear attention's causal output `[B, H, T, dv]` from an empty state
+    /// (`window ≥ 1`; inputs checked). Its composed form is the chunked code of `window/`,
+    /// above this module, so the default hands the inputs back for it to run.
+    fn window_output(
+        &self,
+        inputs: WindowInputs<B>,
+        window: usize,
+    ) -> Result<Tensor<B, 4>, WindowInputs<B>> {
+        let _ = window;
+        Err(inputs)
     }
 
     /// Softmax attention's output `[B, H, Tq, dv]`, with dropout of probability

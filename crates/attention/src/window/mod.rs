@@ -20,7 +20,8 @@
 //!
 //! Forms: [`quadratic`] (the weights, for distillation and analysis; the reference),
 //! [`chunked`] (training and prefill, `O(T (C + W))` memory) and [`decode_step`] (generation
-//! from a [`WindowState`]). All in composed burn ops; there is no fused kernel for it yet.
+//! from a [`WindowState`]). Composed burn ops, except [`chunked_output`] (training and
+//! evaluation), which runs the fused kernel (`kernels/window.rs`) on the CPU backend.
 //! Padding as in `linear.rs`: padded keys are unseen by every query, padded queries output 0.
 
 mod chunked;
@@ -31,6 +32,7 @@ mod state;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::error::{AttentionError, check_rank4, config_error};
+use crate::kernels;
 use crate::reference::linear::mask_output;
 use crate::reference::window as reference;
 use crate::softmax::check_padding_opt;
@@ -148,6 +150,8 @@ pub fn chunked<B: Backend>(
 }
 
 /// [`chunked`]'s output alone from an empty prefix (the state is not formed): training.
+/// On the CPU backend this is the fused kernel (one query at a time; `chunk_size` is then
+/// only checked), elsewhere the chunked composed form.
 pub fn chunked_output<B: Backend>(
     inputs: WindowInputs<B>,
     window: usize,
@@ -155,7 +159,10 @@ pub fn chunked_output<B: Backend>(
 ) -> Result<Tensor<B, 4>, AttentionError> {
     check_inputs(&inputs, window)?;
     check_chunk(chunk_size)?;
-    Ok(chunked::chunked(inputs, window, chunk_size, None, false).0)
+    match kernels::for_backend::<B>().window_output(inputs, window) {
+        Ok(y) => Ok(y),
+        Err(inputs) => Ok(chunked::chunked(inputs, window, chunk_size, None, false).0),
+    }
 }
 
 fn check_chunk(chunk_size: usize) -> Result<(), AttentionError> {

@@ -4,19 +4,21 @@
 
 //!
 //! `graph.rs` is the plumbing every op shares; the ops themselves are grouped as their fused
-//! kernels are: linear attention, softmax attention, the feature maps, the LM head.
+//! kernels are: linear attention, softmax attention, sliding-window + linear attention, the
+//! feature maps, the LM head.
 
 mod graph;
 mod linear;
 mod lm_head;
 mod maps;
 mod softmax;
+mod window;
 
 use burn::tensor::Tensor;
 
 use super::host::CpuAutodiff;
 use super::ops::{Fused, Kernels};
-use crate::types::{HedgehogActivation, LinearInputs, LinearState, SoftmaxInputs};
+use crate::types::{HedgehogActivation, LinearInputs, LinearState, SoftmaxInputs, WindowInputs};
 pub use linear::causal_linear_with_mask_offset;
 
 impl Kernels<CpuAutodiff> for Fused {
@@ -59,6 +61,14 @@ impl Kernels<CpuAutodiff> for Fused {
 
     fn taylor(&self, x: Tensor<CpuAutodiff, 4>, compressed: bool) -> Tensor<CpuAutodiff, 4> {
         maps::taylor(x, compressed)
+    }
+
+    fn window_output(
+        &self,
+        inputs: WindowInputs<CpuAutodiff>,
+        window: usize,
+    ) -> Result<Tensor<CpuAutodiff, 4>, WindowInputs<CpuAutodiff>> {
+        Ok(window::output(inputs, window))
     }
 
     fn softmax_attention(

@@ -109,7 +109,7 @@ fn mask_upper(block: &mut [f32], len: usize, offset: usize) {
 }
 
 /// `gn = gy / den` and `gd = −(gy·y) / den` per row of one head; padded rows get zeros.
-fn output_grads(
+pub(in crate::kernels) fn output_grads(
     gy: &[f32],
     y: &[f32],
     den: &[f32],
