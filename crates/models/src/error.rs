@@ -30,6 +30,8 @@ pub enum WeightError {
         "{path}: not a valid safetensors file ({reason}); re-download or re-export the checkpoint"
     )]
     Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: not a valid GGUF file ({reason}); re-download the model file")]
+    CorruptGguf { path: PathBuf, reason: String },
     #[error(
         "{path}: missing tensor `{name}` (expected shape {expected:?}); is this checkpoint for this model family and size?"
     )]

@@ -137,9 +137,9 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn corrupt(&self, reason: impl Into<String>) -> WeightError {
-        WeightError::Corrupt {
+        WeightError::CorruptGguf {
             path: self.path.to_path_buf(),
-            reason: format!("GGUF byte {}: {}", self.at, reason.into()),
+            reason: format!("byte {}: {}", self.at, reason.into()),
         }
     }
 
@@ -254,8 +254,12 @@ impl GgufFile {
         let alignment = metadata
             .get("general.alignment")
             .and_then(GgufValue::as_u64)
-            .unwrap_or(32) as usize;
-        let data_start = cursor.at.div_ceil(alignment) * alignment;
+            .unwrap_or(32);
+        let data_start = usize::try_from(alignment)
+            .ok()
+            .filter(|&a| a > 0)
+            .and_then(|a| cursor.at.div_ceil(a).checked_mul(a))
+            .ok_or_else(|| cursor.corrupt(format!("general.alignment {alignment} is unusable")))?;
         let file = Self {
             path,
             metadata,
@@ -265,9 +269,16 @@ impl GgufFile {
         };
         for (name, info) in &file.tensors {
             let (per_block, block_bytes) = info.kind.block();
-            let end = file.data_start + info.offset + info.len() / per_block * block_bytes;
-            if info.len() % per_block != 0 || end > file.bytes.len() {
-                return Err(WeightError::Corrupt {
+            // Checked: the dims and offset come from the file, and their product may overflow.
+            let end = info
+                .dims
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .filter(|n| n % per_block == 0)
+                .and_then(|n| (n / per_block).checked_mul(block_bytes))
+                .and_then(|n| n.checked_add(info.offset)?.checked_add(file.data_start));
+            if end.is_none_or(|end| end > file.bytes.len()) {
+                return Err(WeightError::CorruptGguf {
                     path: file.path.clone(),
                     reason: format!(
                         "tensor `{name}` runs past the end of the file or splits a block"
@@ -344,4 +355,63 @@ fn four_bit_blocks(raw: &[u8], header: usize, value: impl Fn(&[u8], u8) -> f32) 
         out.extend(nibbles.iter().map(|&b| value(block, b >> 4)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GgufFile;
+
+    /// A GGUF v3 header with one `u32` metadata entry and one F32 tensor of `dims`.
+    fn file(alignment: u32, dims: &[u64]) -> Vec<u8> {
+        let mut bytes = b"GGUF".to_vec();
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend(1u64.to_le_bytes()); // tensors
+        bytes.extend(1u64.to_le_bytes()); // metadata entries
+        let key = b"general.alignment";
+        bytes.extend((key.len() as u64).to_le_bytes());
+        bytes.extend(key);
+        bytes.extend(4u32.to_le_bytes()); // type: u32
+        bytes.extend(alignment.to_le_bytes());
+        bytes.extend(1u64.to_le_bytes());
+        bytes.extend(b"w");
+        bytes.extend((dims.len() as u32).to_le_bytes());
+        for d in dims {
+            bytes.extend(d.to_le_bytes());
+        }
+        bytes.extend(0u32.to_le_bytes()); // F32
+        bytes.extend(0u64.to_le_bytes()); // offset
+        bytes.resize(bytes.len().div_ceil(32) * 32 + 16, 0); // 4 floats of data
+        bytes
+    }
+
+    fn open(name: &str, bytes: &[u8]) -> Result<GgufFile, String> {
+        let dir = std::env::temp_dir().join(format!("hedgehog-gguf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.gguf", name.replace(' ', "-")));
+        std::fs::write(&path, bytes).unwrap();
+        let result = GgufFile::open(&path).map_err(|e| e.to_string());
+        std::fs::remove_file(&path).ok();
+        result
+    }
+
+    #[test]
+    fn a_well_formed_file_opens_and_damaged_ones_say_they_are_not_valid_gguf() {
+        let good = file(32, &[2, 2]);
+        assert_eq!(
+            open("good", &good).unwrap().tensors["w"].shape(),
+            vec![2, 2]
+        );
+        let cases: [(&str, Vec<u8>); 5] = [
+            ("bad magic", [b"GGUX", &good[4..]].concat()),
+            ("truncated", good[..good.len() / 2].to_vec()),
+            ("alignment 0", file(0, &[2, 2])),
+            ("dims whose product overflows", file(32, &[100; 10])),
+            ("data past the end", file(32, &[64, 64])),
+        ];
+        for (what, bytes) in cases {
+            let err = open(what, &bytes).err().expect(what);
+            assert!(err.contains("not a valid GGUF file"), "{what}: {err}");
+            assert!(!err.contains("safetensors"), "{what}: {err}");
+        }
+    }
 }

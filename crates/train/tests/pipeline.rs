@@ -119,6 +119,26 @@ fn a_run_writes_its_folder_and_resume_reproduces_the_uninterrupted_metrics() {
         untimed(&whole.stages),
         "same losses and perplexities per stage"
     );
+    assert_eq!(resumed.parameters, whole.parameters);
+
+    // Interrupted after the distill stage: its checkpoint already holds the feature maps, and
+    // the summary still counts what the uninterrupted run's does.
+    let late = dir.join("late");
+    std::fs::create_dir_all(late.join("tiny")).unwrap();
+    copy_dir(&run_dir, &late.join("tiny/run-001"));
+    let interrupted = late.join("tiny/run-001");
+    let mut checkpoints: Vec<_> = std::fs::read_dir(interrupted.join("checkpoints"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    checkpoints.sort();
+    for path in &checkpoints[..checkpoints.len() - 1] {
+        std::fs::remove_dir_all(path).unwrap();
+    }
+    std::fs::remove_file(interrupted.join("summary.json")).unwrap();
+    let resumed = run_one(&spec, &options(&late, true)).unwrap();
+    assert_eq!(untimed(&resumed.stages), untimed(&whole.stages));
+    assert_eq!(resumed.parameters, whole.parameters);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -187,6 +207,17 @@ fn bad_specs_fail_with_the_documented_messages() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("index 9"), "{err}");
+    let short_cosformer =
+        "stages.1.attention=[{kind: linear, feature_map: {kind: cosformer, max_len: 8}}]";
+    let err = Spec::load(&spec_path, &[short_cosformer.into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stages.1.attention.0") && err.contains("max_len 8") && err.contains("16"),
+        "{err}"
+    );
+    let long_enough = short_cosformer.replace("max_len: 8", "max_len: 16");
+    Spec::load(&spec_path, &[long_enough]).unwrap();
 
     let missing = Spec::load(&spec_path, &["task.path=/nowhere/wikitext-103".into()]).unwrap();
     let options = RunOptions {
@@ -210,5 +241,39 @@ fn bad_specs_fail_with_the_documented_messages() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("no earlier run"), "{err}");
+
+    // Corrupt pretrained weights: the run stops with the file's problem and leaves no empty
+    // run folder behind.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/fixtures/gpt2");
+    let corrupt = dir.join("corrupt-gpt2");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    std::fs::copy(fixture.join("config.json"), corrupt.join("config.json")).unwrap();
+    let weights = std::fs::read(fixture.join("model.safetensors")).unwrap();
+    std::fs::write(
+        corrupt.join("model.safetensors"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
+    let corrupt_spec = write(
+        &dir,
+        "corrupt.yaml",
+        &text.replace(
+            "preset: gpt2_tiny",
+            &format!("pretrained: {}", corrupt.display()),
+        ),
+    );
+    let spec = Spec::load(&corrupt_spec, &[]).unwrap();
+    let results = dir.join("corrupt-results");
+    let options = RunOptions {
+        results_dir: results.clone(),
+        resume: false,
+        verbose: false,
+    };
+    let err = run_one(&spec, &options).unwrap_err().to_string();
+    assert!(err.contains("not a valid safetensors file"), "{err}");
+    let runs: Vec<_> = std::fs::read_dir(results.join("tiny"))
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(runs.is_empty(), "left behind: {runs:?}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -138,7 +138,17 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
         dir,
         devices,
     };
-    let start = start::<B, T>(&ctx, resuming, &reporter)?;
+    let start = match start::<B, T>(&ctx, resuming, &reporter) {
+        Ok(start) => start,
+        Err(err) => {
+            // A fresh folder holds nothing but this start's log yet: a failed start (corrupt
+            // weights, say) leaves no empty run-NNN behind to be taken for a run.
+            if !resuming {
+                let _ = std::fs::remove_dir_all(&ctx.dir);
+            }
+            return Err(err);
+        }
+    };
     let resolved = serde_saphyr::to_string(spec).map_err(|e| RunError::File {
         path: ctx.dir.join("spec.yaml"),
         message: e.to_string(),
@@ -149,13 +159,16 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
         start.restored.then_some(start.progress.global_step),
         &spec.distill_components(),
     )?;
-    let parameters = start.model.num_params();
     reporter.line(format!(
-        "run {} · {} · {parameters} parameters",
+        "run {} · {} · {} parameters",
         ctx.dir.display(),
-        ctx.info.describe
+        ctx.info.describe,
+        start.model.num_params()
     ));
-    let summary = |progress: &Progress, finished: bool| RunSummary {
+    // The summary counts the model as the last finished stage left it, so that a run resumed
+    // in a later stage (whose checkpoint already has that stage's feature maps) reports what
+    // an uninterrupted one does.
+    let summary = |progress: &Progress, parameters: usize, finished: bool| RunSummary {
         name: spec.name.clone(),
         run_dir: ctx.dir.clone(),
         setting: spec
@@ -183,10 +196,10 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
             reporter: &mut reporter,
         };
         model = run_next_stage(&mut run, model, optimizer.take())?;
-        write_summary(&ctx.dir, &summary(&progress, false))?;
+        write_summary(&ctx.dir, &summary(&progress, model.num_params(), false))?;
     }
     folder::export_final(&ctx.dir, spec.model.pretrained.as_deref())?;
-    let done = summary(&progress, true);
+    let done = summary(&progress, model.num_params(), true);
     write_summary(&ctx.dir, &done)?;
     Ok(done)
 }

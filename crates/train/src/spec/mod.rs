@@ -18,7 +18,7 @@ mod task;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hedgehog_attention::AttentionConfig;
+use hedgehog_attention::{AttentionConfig, FeatureMapConfig};
 use hedgehog_tasks::recall::RecallConfig;
 use serde::{Deserialize, Serialize};
 
@@ -215,7 +215,8 @@ impl Spec {
         self.task.recall_config()
     }
 
-    /// Checks what serde cannot: sizes, stage order, pairings of model and task.
+    /// Checks what serde cannot: sizes, stage order, pairings of model and task, maps that
+    /// cannot cover the task's positions.
     pub fn validate(&self) -> Result<(), String> {
         if self.name.is_empty() || self.name.contains('/') {
             return Err(format!(
@@ -237,10 +238,13 @@ impl Spec {
         if self.stages.is_empty() {
             return Err("stages: at least one stage is needed".into());
         }
+        check_positions("attention", &self.attention, self.task.sequence_len())?;
         let mut current = &self.attention;
         for (i, stage) in self.stages.iter().enumerate() {
             if let Some(attention) = &stage.attention {
                 current = attention;
+                let at = format!("stages.{i}.attention");
+                check_positions(&at, attention, self.task.sequence_len())?;
             }
             stage.validate(i, current)?;
             if stage.logit_distillation.is_some() && self.model.pretrained.is_none() {
@@ -258,4 +262,31 @@ impl Spec {
         }
         Ok(())
     }
+}
+
+/// cosFormer's reweighting is defined up to its `max_len` positions; a task whose sequences
+/// are longer would fail at its first long batch, after the run folder exists.
+fn check_positions(
+    at: &str,
+    attention: &[AttentionConfig],
+    sequence_len: Option<usize>,
+) -> Result<(), String> {
+    let Some(len) = sequence_len else {
+        return Ok(());
+    };
+    for (layer, config) in attention.iter().enumerate() {
+        if let AttentionConfig::Linear {
+            feature_map: FeatureMapConfig::Cosformer { max_len },
+            ..
+        } = config
+            && *max_len < len
+        {
+            return Err(format!(
+                "{at}.{layer}: cosformer max_len {max_len} is shorter than the task's \
+                 {len}-token sequences (positions past max_len are undefined for its \
+                 reweighting); set max_len to at least {len}"
+            ));
+        }
+    }
+    Ok(())
 }

@@ -150,6 +150,17 @@ impl TaskSpec {
         }
     }
 
+    /// The longest sequence the task feeds the model, where the spec alone says it (images:
+    /// the model's patch grid decides, so `None`).
+    pub fn sequence_len(&self) -> Option<usize> {
+        match self {
+            TaskSpec::LanguageModeling { context, .. } => Some(*context),
+            TaskSpec::Glue { max_length, .. } => Some(*max_length),
+            TaskSpec::AssociativeRecall { seq_len, .. } => Some(*seq_len),
+            TaskSpec::Images { .. } => None,
+        }
+    }
+
     /// Sizes, and that the model `family` can run this task.
     pub(super) fn validate(&self, family: Family) -> Result<(), String> {
         let needs = |families: &[Family], what: &str| {
