@@ -153,8 +153,10 @@ impl<'a> Head<'a> {
         argmax
     }
 
-    /// This head's output rows `y: [T, dv]` and their normalisers `D_i`.
-    fn forward(&self, y: &mut [f32], den: &mut [f32], eps: f32) {
+    /// The in-order sweep both passes share: for every visible query `i`, `visit(i, start,
+    /// terms, argmax, S, z)` with its window's first key, the window's terms `e^{s − m}`, where
+    /// the maximum was, and the linear state of the keys `j ≤ i − W`.
+    fn sweep(&self, mut visit: impl FnMut(usize, usize, &mut [f32], usize, &[f32], &[f32])) {
         let Dims {
             len: t,
             features: f,
@@ -169,15 +171,23 @@ impl<'a> Head<'a> {
                 self.enter(i - w, &mut s, &mut z);
             }
             if !self.visible(i) {
-                den[i] = 1.0;
                 continue;
             }
             let start = self.window_start(i);
-            let scores = &mut scores[..i + 1 - start];
-            self.window_weights(i, scores);
+            let terms = &mut scores[..i + 1 - start];
+            let argmax = self.window_weights(i, terms);
+            visit(i, start, terms, argmax, &s, &z);
+        }
+    }
+
+    /// This head's output rows `y: [T, dv]` and their normalisers `D_i` (1 for padded queries).
+    fn forward(&self, y: &mut [f32], den: &mut [f32], eps: f32) {
+        let (f, dv) = (self.dims.features, self.dims.value_dim);
+        den.fill(1.0);
+        self.sweep(|i, start, terms, _, s, z| {
             let out = &mut y[i * dv..(i + 1) * dv];
             let mut window_sum = 0.0f32;
-            for (n, &p) in scores.iter().enumerate() {
+            for (n, &p) in terms.iter().enumerate() {
                 simd::axpy(out, self.gamma * p, Self::row(self.v, start + n, dv));
                 window_sum += p;
             }
@@ -185,9 +195,9 @@ impl<'a> Head<'a> {
             for (s_row, &phi) in s.chunks(dv).zip(fq) {
                 simd::axpy(out, phi, s_row);
             }
-            den[i] = self.gamma * window_sum + simd::dot(fq, &z) + eps;
+            den[i] = self.gamma * window_sum + simd::dot(fq, z) + eps;
             simd::scale(out, 1.0 / den[i]);
-        }
+        });
     }
 
     /// This head's gradients from the upstream `gy: [T, dv]` and the forward's `y, D`.
@@ -210,22 +220,11 @@ impl<'a> Head<'a> {
         let (gn, gd) = output_grads(gy, y, den, self.keep, dv);
         let scale = 1.0 / (d as f32).sqrt();
         let mut gamma_grad = 0.0f32;
-        let (mut s, mut z) = (vec![0.0f32; f * dv], vec![0.0f32; f]);
-        let mut scores = vec![0.0f32; w.min(t)];
-        for i in 0..t {
-            if i >= w {
-                self.enter(i - w, &mut s, &mut z);
-            }
-            if !self.visible(i) {
-                continue;
-            }
+        self.sweep(|i, start, scores, argmax, s, z| {
             let gn_i = Self::row(&gn, i, dv);
-            for ((g, s_row), &z_a) in gfq[i * f..(i + 1) * f].iter_mut().zip(s.chunks(dv)).zip(&z) {
+            for ((g, s_row), &z_a) in gfq[i * f..(i + 1) * f].iter_mut().zip(s.chunks(dv)).zip(z) {
                 *g = simd::dot(s_row, gn_i) + gd[i] * z_a;
             }
-            let start = self.window_start(i);
-            let scores = &mut scores[..i + 1 - start];
-            let argmax = self.window_weights(i, scores);
             let mut ds_total = 0.0f32;
             for (n, p) in scores.iter_mut().enumerate() {
                 let j = start + n;
@@ -246,7 +245,7 @@ impl<'a> Head<'a> {
                 );
                 simd::axpy(&mut gk[j * d..(j + 1) * d], ds * scale, q_i);
             }
-        }
+        });
         let (mut r_s, mut r_z) = (vec![0.0f32; f * dv], vec![0.0f32; f]);
         for j in (0..t).rev() {
             let i = j + w;
