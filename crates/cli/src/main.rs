@@ -1,5 +1,5 @@
-//! `hedgehog`: run, validate and list experiment specs (YAML); build the paper's tables and
-//! figures from the run folders.
+//! `hedgehog`: run, validate and list experiment specs (YAML); fetch the paper's data and
+//! weights from the Hugging Face Hub; build the paper's tables and figures from the run folders.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,6 +58,23 @@ enum Command {
         /// Where run folders go.
         #[arg(long, default_value = "results")]
         results: PathBuf,
+        /// Start even when the cost estimate printed first passes a day on this device.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Download the paper's datasets and weights from the Hugging Face Hub into the folders the
+    /// specs read (resumable, checked against the hub's sizes and sha256s). Honours
+    /// HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE.
+    Fetch {
+        /// What to fetch (`hedgehog fetch --list` shows them), e.g. wikitext-103 gpt2.
+        #[arg(required_unless_present = "list")]
+        names: Vec<String>,
+        /// Where to put it instead of the asset's usual folder (one name only).
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// List the assets and their folders.
+        #[arg(long)]
+        list: bool,
     },
     /// Parse and check specs without running them.
     Validate {
@@ -171,19 +188,125 @@ fn cuda_index(device: &str) -> Result<usize, String> {
     }
 }
 
-fn run(
-    spec_path: &Path,
-    overrides: &[String],
-    resume: bool,
-    results: PathBuf,
-) -> Result<(), String> {
+/// The spec's devices, with `auto` resolved and one line saying what was picked and why.
+fn resolve_devices(spec: &Spec) -> Vec<String> {
+    if !spec.device.is_auto() {
+        return spec.device.names();
+    }
+    let (device, reason) = auto_device();
+    println!("device: {device} (auto: {reason})");
+    vec![device]
+}
+
+#[cfg(feature = "cuda")]
+fn auto_device() -> (String, String) {
+    match visible_nvidia_driver() {
+        Ok(driver) => ("cuda".into(), driver),
+        Err(missing) => ("cpu".into(), format!("this build has CUDA, but {missing}")),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn auto_device() -> (String, String) {
+    (
+        "cpu".into(),
+        "this build has no CUDA support; `--features cuda` adds it".into(),
+    )
+}
+
+/// Whether a GPU can be used, asked of the kernel rather than of the CUDA library (loading
+/// that without a driver aborts the process).
+#[cfg(feature = "cuda")]
+fn visible_nvidia_driver() -> Result<String, String> {
+    if let Ok(visible) = std::env::var("CUDA_VISIBLE_DEVICES")
+        && matches!(visible.trim(), "" | "-1")
+    {
+        return Err(format!("CUDA_VISIBLE_DEVICES={visible:?} hides every GPU"));
+    }
+    match std::fs::read_to_string("/proc/driver/nvidia/version") {
+        Ok(version) => Ok(format!(
+            "found the NVIDIA driver ({})",
+            version.lines().next().unwrap_or_default().trim()
+        )),
+        Err(_) => Err("no NVIDIA driver is loaded (no /proc/driver/nvidia/version)".into()),
+    }
+}
+
+fn fetch(names: &[String], to: Option<PathBuf>, list: bool) -> Result<(), String> {
+    if list {
+        println!("| name | hub repo | placed in | what |\n|---|---|---|---|");
+        for asset in hedgehog_hub::ASSETS {
+            println!(
+                "| {} | {} | {} | {} |",
+                asset.name, asset.repo, asset.dest, asset.about
+            );
+        }
+        return Ok(());
+    }
+    if to.is_some() && names.len() != 1 {
+        return Err("--to takes one asset name".into());
+    }
+    let hub = hedgehog_hub::Hub::from_env();
+    for name in names {
+        let asset = hedgehog_hub::asset(name).map_err(|e| e.to_string())?;
+        let dest = to.clone().unwrap_or_else(|| PathBuf::from(asset.dest));
+        let report = hub.fetch(asset, &dest).map_err(|e| e.to_string())?;
+        println!(
+            "{name}: {} in {} ({} downloaded, {} already there{})",
+            report.downloaded.len() + report.present.len(),
+            dest.display(),
+            report.downloaded.len(),
+            report.present.len(),
+            if hub.is_offline() { "; offline" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+/// The data and weights of `spec` that `hedgehog fetch` knows, fetched when their folder is
+/// missing or empty; an error that cannot fetch says how else to get them.
+fn ensure_assets(spec: &Spec) -> Result<(), String> {
+    let paths = spec
+        .task
+        .data_path()
+        .into_iter()
+        .chain(spec.model.pretrained.as_deref());
+    for path in paths {
+        let empty = std::fs::read_dir(path).map_or(true, |mut entries| entries.next().is_none());
+        let Some(asset) = hedgehog_hub::asset_for_path(path).filter(|_| empty) else {
+            continue;
+        };
+        let hub = hedgehog_hub::Hub::from_env();
+        println!(
+            "{}: not here; fetching `{}` ({}) from {}",
+            path.display(),
+            asset.name,
+            asset.about,
+            hub.endpoint()
+        );
+        hub.fetch(asset, path).map_err(|e| {
+            format!(
+                "{e}\n`hedgehog fetch {}` retries (resuming what arrived); by hand, put the \
+                 files of https://huggingface.co/{}{} in {}; `just fetch-data` fetches the \
+                 offline stand-ins (data/README.md)",
+                asset.name,
+                if asset.kind == hedgehog_hub::RepoKind::Dataset {
+                    "datasets/"
+                } else {
+                    ""
+                },
+                asset.repo,
+                path.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn run(spec_path: &Path, overrides: &[String], options: RunOptions) -> Result<(), String> {
     let spec = Spec::load(spec_path, overrides).map_err(|e| e.to_string())?;
-    let options = RunOptions {
-        results_dir: results,
-        resume,
-        verbose: true,
-    };
-    let devices = spec.device.names();
+    ensure_assets(&spec)?;
+    let devices = resolve_devices(&spec);
     let summaries = if devices.iter().all(|d| d == "cpu") {
         // burn's ndarray backend has one CPU device; a list of them still splits each batch.
         let cpus = vec![burn::backend::ndarray::NdArrayDevice::Cpu; devices.len()];
@@ -243,7 +366,7 @@ fn bench_train(
     warmup: usize,
 ) -> Result<(), String> {
     let spec = Spec::load(spec_path, overrides).map_err(|e| e.to_string())?;
-    if spec.device.names().iter().any(|d| d != "cpu") {
+    if !spec.device.is_auto() && spec.device.names().iter().any(|d| d != "cpu") {
         return Err("bench-train measures the CPU backend: set device=cpu".into());
     }
     let report = hedgehog_train::bench::bench_train::<
@@ -337,7 +460,17 @@ fn main() -> ExitCode {
             overrides,
             resume,
             results,
-        } => run(&spec, &overrides, resume, results),
+            yes,
+        } => run(
+            &spec,
+            &overrides,
+            RunOptions {
+                results_dir: results,
+                resume,
+                verbose: true,
+                confirmed: yes,
+            },
+        ),
         Command::Validate { specs, overrides } => {
             let mut failed = 0;
             for path in &specs {
@@ -367,6 +500,7 @@ fn main() -> ExitCode {
             }
         }
         Command::List { dir, results } => list(&dir, &results),
+        Command::Fetch { names, to, list } => fetch(&names, to, list),
         Command::BenchTrain {
             spec,
             overrides,

@@ -1,4 +1,4 @@
-//! GLUE loaders on the committed samples (official file layouts) and metrics against
+//! GLUE loaders on the committed samples (official TSVs and the hub's parquet) and metrics against
 //! scikit-learn/scipy values (`tools/reference_metrics.py`) and hand computation.
 
 use std::path::PathBuf;
@@ -36,6 +36,48 @@ fn every_task_loads_train_and_dev_from_the_official_layout() {
             }
         }
     }
+}
+
+/// `tools/make_parquet_samples.py` wrote the TSV samples as the hub serves them (pyarrow,
+/// `nyu-mll/glue` folders and column names, integer labels, float32 scores): the same examples.
+#[test]
+fn the_hubs_parquet_files_give_the_same_examples_as_the_tsvs() {
+    let hub = samples().with_file_name("glue-parquet");
+    for task in GlueTask::ALL {
+        let dir = task_dir(&hub, task);
+        assert!(dir.ends_with(task.hub_folder()), "{}", dir.display());
+        for split in [Split::Train, Split::Dev] {
+            let from_tsv = task.load(&task_dir(&samples(), task), split).unwrap();
+            let from_parquet = task
+                .load(&dir, split)
+                .unwrap_or_else(|e| panic!("{task:?} {split:?}: {e}"));
+            assert_eq!(from_tsv.len(), from_parquet.len(), "{task:?} {split:?}");
+            for (tsv, parquet) in from_tsv.iter().zip(&from_parquet) {
+                assert_eq!(tsv.text_a, parquet.text_a, "{task:?} {split:?}");
+                assert_eq!(tsv.text_b, parquet.text_b, "{task:?} {split:?}");
+                match (&tsv.label, &parquet.label) {
+                    // The hub stores STS-B scores as float32.
+                    (Label::Score(a), Label::Score(b)) => {
+                        assert!((a - b).abs() < 1e-6, "{task:?}: {a} vs {b}")
+                    }
+                    (a, b) => assert_eq!(a, b, "{task:?} {split:?}"),
+                }
+            }
+        }
+    }
+    // Another task's file, and a split that is not there, are named.
+    let dir = std::env::temp_dir().join(format!("hedgehog-glue-hub-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        hub.join("sst2/validation-00000-of-00001.parquet"),
+        dir.join("validation-00000-of-00001.parquet"),
+    )
+    .unwrap();
+    let err = GlueTask::Mrpc.load(&dir, Split::Dev).unwrap_err();
+    assert!(err.to_string().contains("no `sentence1` column"), "{err}");
+    let err = GlueTask::Mrpc.load(&dir, Split::Train).unwrap_err();
+    assert!(err.to_string().contains("train-*.parquet"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 fn temp_task(name: &str, file: &str, content: &str) -> PathBuf {

@@ -1,4 +1,4 @@
-//! Language-modelling data: documents from WikiText files, token caches that rebuild when the
+//! Language-modelling data: documents from WikiText files and the hub's parquet, token caches that rebuild when the
 //! source or tokenizer changes, blocks, and sliding-window perplexity against brute force.
 
 use std::path::PathBuf;
@@ -46,8 +46,9 @@ fn documents_split_at_top_level_headings_only() {
 #[test]
 fn token_cache_is_reused_and_rebuilt_when_source_or_tokenizer_changes() {
     let dir = temp_dir("cache");
-    let source = dir.join("wiki.train.tokens");
-    std::fs::write(&source, SAMPLE).unwrap();
+    let path = dir.join("wiki.train.tokens");
+    std::fs::write(&path, SAMPLE).unwrap();
+    let source = lm::SplitSource::File(path.clone());
     let words = |text: &str| -> Result<Vec<u32>, DataError> {
         Ok(text.split_whitespace().map(|w| w.len() as u32).collect())
     };
@@ -65,7 +66,7 @@ fn token_cache_is_reused_and_rebuilt_when_source_or_tokenizer_changes() {
     })
     .unwrap();
     assert!(other.rebuilt, "another tokenizer has its own cache");
-    std::fs::write(&source, format!("{SAMPLE} one more line .\n")).unwrap();
+    std::fs::write(&path, format!("{SAMPLE} one more line .\n")).unwrap();
     let changed = lm::token_file(&source, "words", &cache, words).unwrap();
     assert!(changed.rebuilt, "a changed source rebuilds");
     assert_eq!(changed.len(), expected.len() + 4);
@@ -174,7 +175,7 @@ fn the_committed_wikitext_sample_tokenises_with_gpt2_and_round_trips() {
             "{split:?}: titled documents"
         );
         let tokens = lm::gpt2_split_tokens(&dir, split, &cache).unwrap();
-        let text = std::fs::read_to_string(lm::split_path(&dir, split).unwrap()).unwrap();
+        let text = lm::split_source(&dir, split).unwrap().text().unwrap();
         let tokenizer = hedgehog_models::tokenizer::TextTokenizer::gpt2().unwrap();
         assert_eq!(
             tokenizer.decode(tokens.tokens()).unwrap(),
@@ -189,4 +190,74 @@ fn the_committed_wikitext_sample_tokenises_with_gpt2_and_round_trips() {
         );
     }
     std::fs::remove_dir_all(&cache).ok();
+}
+
+/// `tools/make_parquet_samples.py` wrote the WikiText sample the way the hub serves it (pyarrow,
+/// one row per line, blank lines empty): the same documents and GPT-2 tokens as the files.
+#[test]
+fn the_hubs_parquet_shards_give_the_same_documents_and_tokens_as_the_tokens_files() {
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/samples");
+    let (files, shards) = (samples.join("wikitext"), samples.join("wikitext-parquet"));
+    let cache = temp_dir("parquet");
+    for split in [CorpusSplit::Train, CorpusSplit::Valid, CorpusSplit::Test] {
+        let source = lm::split_source(&shards, split).unwrap();
+        assert!(matches!(source, lm::SplitSource::Parquet(_)), "{source:?}");
+        assert_eq!(
+            lm::read_documents(&shards, split).unwrap(),
+            lm::read_documents(&files, split).unwrap(),
+            "{split:?}: documents"
+        );
+        let from_files = lm::gpt2_split_tokens(&files, split, &cache).unwrap();
+        let from_shards = lm::gpt2_split_tokens(&shards, split, &cache).unwrap();
+        assert!(
+            from_shards.rebuilt,
+            "{split:?}: the parquet split has its own cache"
+        );
+        assert_eq!(
+            from_files.tokens(),
+            from_shards.tokens(),
+            "{split:?}: tokens"
+        );
+    }
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+#[test]
+fn incomplete_or_damaged_parquet_splits_are_clear_errors() {
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/samples");
+    let shard =
+        std::fs::read(samples.join("wikitext-parquet/validation-00000-of-00001.parquet")).unwrap();
+    let dir = temp_dir("parquet-bad");
+    // One shard of two: not taken for the whole split.
+    std::fs::write(dir.join("validation-00000-of-00002.parquet"), &shard).unwrap();
+    let err = lm::read_documents(&dir, CorpusSplit::Valid).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("1 of the 2 `validation` parquet shards"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.join("validation-00000-of-00002.parquet")).unwrap();
+    // A cut file.
+    std::fs::write(
+        dir.join("validation-00000-of-00001.parquet"),
+        &shard[..shard.len() / 2],
+    )
+    .unwrap();
+    let err = lm::read_documents(&dir, CorpusSplit::Valid).unwrap_err();
+    assert!(
+        err.to_string().contains("not a readable parquet file"),
+        "{err}"
+    );
+    // A GLUE file where WikiText was expected: the column is named.
+    std::fs::copy(
+        samples.join("glue-parquet/sst2/validation-00000-of-00001.parquet"),
+        dir.join("validation-00000-of-00001.parquet"),
+    )
+    .unwrap();
+    let err = lm::read_documents(&dir, CorpusSplit::Valid).unwrap_err();
+    assert!(err.to_string().contains("no `text` column"), "{err}");
+    // Nothing there: the message names both layouts.
+    let err = lm::read_documents(&dir, CorpusSplit::Test).unwrap_err();
+    assert!(err.to_string().contains("test-*.parquet"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }

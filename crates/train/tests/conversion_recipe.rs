@@ -62,6 +62,7 @@ fn run_one(spec: &Spec, results: &Path, resume: bool) -> Result<RunSummary, Stri
         results_dir: results.to_path_buf(),
         resume,
         verbose: false,
+        confirmed: false,
     };
     run::<B>(spec, &options, &[Default::default()])
         .map(|mut summaries| summaries.remove(0))

@@ -46,6 +46,7 @@ fn run_one(spec: &Spec, results: &Path, resume: bool) -> RunSummary {
         results_dir: results.to_path_buf(),
         resume,
         verbose: false,
+        confirmed: false,
     };
     let mut summaries = run::<B>(spec, &options, &[Default::default()]).unwrap();
     summaries.remove(0)

@@ -58,6 +58,7 @@ fn the_stage_writes_accuracies_and_cache_sizes_per_length() {
             results_dir: dir.join(format!("results-{index}")),
             resume: false,
             verbose: false,
+            confirmed: false,
         };
         let summary = run::<B>(&spec, &options, &[Default::default()])
             .unwrap()

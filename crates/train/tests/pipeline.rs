@@ -79,6 +79,7 @@ fn a_run_writes_its_folder_and_resume_reproduces_the_uninterrupted_metrics() {
         results_dir: results.to_path_buf(),
         resume,
         verbose: false,
+        confirmed: false,
     };
     let whole = run_one(&spec, &options(&dir.join("whole"), false)).unwrap();
     let run_dir = whole.run_dir.clone();
@@ -156,6 +157,7 @@ fn the_same_seed_gives_the_same_run() {
         results_dir: dir.join(results),
         resume: false,
         verbose: false,
+        confirmed: false,
     };
     let first = run_one(&spec, &options("a")).unwrap();
     let second = run_one(&spec, &options("b")).unwrap();
@@ -224,6 +226,7 @@ fn bad_specs_fail_with_the_documented_messages() {
         results_dir: dir.join("results"),
         resume: false,
         verbose: false,
+        confirmed: false,
     };
     let err = run_one(&missing, &options).unwrap_err().to_string();
     assert!(
@@ -236,6 +239,7 @@ fn bad_specs_fail_with_the_documented_messages() {
             resume: true,
             results_dir: dir.join("none"),
             verbose: false,
+            confirmed: false,
         },
     )
     .unwrap_err()
@@ -268,9 +272,37 @@ fn bad_specs_fail_with_the_documented_messages() {
         results_dir: results.clone(),
         resume: false,
         verbose: false,
+        confirmed: false,
     };
     let err = run_one(&spec, &options).unwrap_err().to_string();
     assert!(err.contains("not a valid safetensors file"), "{err}");
+    let runs: Vec<_> = std::fs::read_dir(results.join("tiny"))
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(runs.is_empty(), "left behind: {runs:?}");
+
+    // Past a day of compute (at any matrix rate this machine has), a fresh run waits for
+    // `--yes`, names the CPU-scale spec and leaves no run folder.
+    let huge = Spec::load(
+        &spec_path,
+        &[
+            "stages.0.steps=1000000000000".into(),
+            "cpu_scale=experiments/lm_scratch_cpu.yaml".into(),
+        ],
+    )
+    .unwrap();
+    let results = dir.join("huge-results");
+    let options = RunOptions {
+        results_dir: results.clone(),
+        resume: false,
+        verbose: false,
+        confirmed: false,
+    };
+    let err = run_one(&huge, &options).unwrap_err().to_string();
+    assert!(
+        err.contains("--yes") && err.contains("hedgehog run experiments/lm_scratch_cpu.yaml"),
+        "{err}"
+    );
     let runs: Vec<_> = std::fs::read_dir(results.join("tiny"))
         .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();

@@ -19,6 +19,7 @@ fn options(results: &Path, resume: bool) -> RunOptions {
         results_dir: results.to_path_buf(),
         resume,
         verbose: false,
+        confirmed: false,
     }
 }
 

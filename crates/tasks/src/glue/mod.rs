@@ -3,6 +3,11 @@
 //! File layouts (as distributed by the GLUE benchmark; `data/samples/glue/README.md`):
 //! CoLA has no header (source, label, marker, sentence); the others have a header row and are
 //! read by column name. MNLI has `dev_matched.tsv` and `dev_mismatched.tsv`.
+//!
+//! The Hugging Face Hub's copy (`nyu-mll/glue`) is read as well: a folder per task (`cola`,
+//! `sst2`, ...) with parquet shards per split (`train-…`, `validation-…`, MNLI's
+//! `validation_matched-…` and `validation_mismatched-…`), the hub's column names and integer
+//! labels in the order of [`GlueTask::classes`].
 
 pub mod metrics;
 
@@ -12,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, fetch_hint, read_text};
+use crate::parquet;
 
 /// A GLUE task (MNLI's two dev sets are separate tasks for evaluation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -148,13 +154,62 @@ impl GlueTask {
         }
     }
 
-    /// Reads `dir/<file>` of this task (`dir` is the task folder, e.g. `glue/SST-2`).
+    /// The task's folder in the hub's `nyu-mll/glue` dataset.
+    pub fn hub_folder(self) -> &'static str {
+        match self {
+            Self::Cola => "cola",
+            Self::Sst2 => "sst2",
+            Self::Mrpc => "mrpc",
+            Self::Stsb => "stsb",
+            Self::Qqp => "qqp",
+            Self::Mnli | Self::MnliMismatched => "mnli",
+            Self::Qnli => "qnli",
+            Self::Rte => "rte",
+            Self::Wnli => "wnli",
+        }
+    }
+
+    /// The split's shard prefix in the hub's files.
+    fn hub_split(self, split: Split) -> &'static str {
+        match (self, split) {
+            (_, Split::Train) => "train",
+            (Self::Mnli, Split::Dev) => "validation_matched",
+            (Self::MnliMismatched, Split::Dev) => "validation_mismatched",
+            (_, Split::Dev) => "validation",
+        }
+    }
+
+    /// `(first text, second text)` column names in the hub's files (the label is `label`).
+    fn hub_columns(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Self::Cola | Self::Sst2 => ("sentence", None),
+            Self::Mrpc | Self::Stsb | Self::Rte | Self::Wnli => ("sentence1", Some("sentence2")),
+            Self::Qqp => ("question1", Some("question2")),
+            Self::Mnli | Self::MnliMismatched => ("premise", Some("hypothesis")),
+            Self::Qnli => ("question", Some("sentence")),
+        }
+    }
+
+    /// Reads `dir/<file>` of this task (`dir` is the task folder, e.g. `glue/SST-2`), or the
+    /// hub's parquet shards of the split there when the TSV is absent.
     pub fn load(self, dir: &Path, split: Split) -> Result<Vec<GlueExample>, DataError> {
         let path = dir.join(self.file(split));
+        if !path.exists() {
+            let shards = parquet::shards(dir, self.hub_split(split))?;
+            if !shards.is_empty() {
+                return self.load_parquet(&shards);
+            }
+        }
         let text = read_text(&path, || {
-            fetch_hint(
-                &format!("GLUE {}", self.folder()),
-                "https://gluebenchmark.com/tasks",
+            format!(
+                "(nor the hub's {}-*.parquet there). {}",
+                self.hub_split(split),
+                fetch_hint(
+                    &format!("GLUE {}", self.folder()),
+                    "https://gluebenchmark.com/tasks (or the parquet files of \
+                     https://huggingface.co/datasets/nyu-mll/glue: `hedgehog fetch glue` puts \
+                     them in data/glue)",
+                )
             )
         })?;
         // The official MRPC files start with a UTF-8 byte-order mark.
@@ -238,6 +293,46 @@ impl GlueTask {
         Ok(examples)
     }
 
+    /// The rows of the hub's parquet shards of one split.
+    fn load_parquet(self, shards: &[PathBuf]) -> Result<Vec<GlueExample>, DataError> {
+        let (a, b) = self.hub_columns();
+        let mut columns = vec![a, "label"];
+        columns.extend(b);
+        let mut examples = Vec::new();
+        for shard in shards {
+            let frame = parquet::read(shard, &columns)?;
+            let texts_a = parquet::strings(&frame, shard, a)?;
+            let texts_b = b.map(|b| parquet::strings(&frame, shard, b)).transpose()?;
+            let labels = parquet::numbers(&frame, shard, "label")?;
+            for (row, (text_a, value)) in texts_a.into_iter().zip(labels).enumerate() {
+                let label = if self == Self::Stsb {
+                    Label::Score(value)
+                } else if value.fract() == 0.0 && (0.0..self.num_labels() as f64).contains(&value) {
+                    Label::Class(value as usize)
+                } else {
+                    return Err(DataError::Invalid {
+                        path: shard.clone(),
+                        reason: format!(
+                            "label {value} in row {row} is not a class index of {:?}{}",
+                            self.classes(),
+                            if value == -1.0 {
+                                " (the hub's test splits carry no labels: use train or validation)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    });
+                };
+                examples.push(GlueExample {
+                    text_a,
+                    text_b: texts_b.as_ref().map(|texts| texts[row].clone()),
+                    label,
+                });
+            }
+        }
+        Ok(examples)
+    }
+
     fn load_cola(self, path: &Path, text: &str) -> Result<Vec<GlueExample>, DataError> {
         text.lines()
             .enumerate()
@@ -270,7 +365,14 @@ impl GlueTask {
     }
 }
 
-/// The task folder under a GLUE root (`root/SST-2`, ...).
+/// The task folder under a GLUE root: `root/SST-2` (the GLUE download), else the hub's
+/// `root/sst2` when only that is there.
 pub fn task_dir(root: &Path, task: GlueTask) -> PathBuf {
-    root.join(task.folder())
+    let official = root.join(task.folder());
+    let hub = root.join(task.hub_folder());
+    if !official.exists() && hub.exists() {
+        hub
+    } else {
+        official
+    }
 }

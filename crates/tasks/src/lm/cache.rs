@@ -1,16 +1,19 @@
 //! Binary token caches: a split tokenised once, stored as little-endian u32 beside a header
-//! that records the source file's hash and the tokenizer, memory-mapped on later runs and
-//! rebuilt when either changes.
+//! that records the source's hash, the tokenizer and the tokens' own hash, memory-mapped on
+//! later runs and rebuilt when the source or tokenizer changes or the file was damaged.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use super::SplitSource;
 use crate::error::{DataError, io_error};
 
-const MAGIC: &[u8; 8] = b"HHTOKv1\0";
-const HEADER: usize = 8 + 8 + 64 + 8;
+/// v2 added the body's hash: a cache whose tokens were damaged is rebuilt, not read.
+const MAGIC: &[u8; 8] = b"HHTOKv2\0";
+/// Magic, source hash, tokenizer name, token count, body hash.
+const HEADER: usize = 8 + 8 + 64 + 8 + 8;
 
 /// FNV-1a, 64 bit: a stable content hash (std's hasher may change between Rust releases).
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -48,7 +51,7 @@ impl TokenFile {
     }
 }
 
-fn header(source_hash: u64, tokenizer: &str, count: u64) -> Vec<u8> {
+fn header(source_hash: u64, tokenizer: &str, count: u64, body_hash: u64) -> Vec<u8> {
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&source_hash.to_le_bytes());
@@ -57,45 +60,52 @@ fn header(source_hash: u64, tokenizer: &str, count: u64) -> Vec<u8> {
     name[..bytes.len().min(64)].copy_from_slice(&bytes[..bytes.len().min(64)]);
     header.extend_from_slice(&name);
     header.extend_from_slice(&count.to_le_bytes());
+    header.extend_from_slice(&body_hash.to_le_bytes());
     header
 }
 
 /// The cached tokens of `source` under `tokenizer` (a name identifying it, e.g. `gpt2-r50k`),
 /// in `cache_dir`; `tokenize` runs only when the cache is missing or stale.
 pub fn token_file(
-    source: &Path,
+    source: &SplitSource,
     tokenizer: &str,
     cache_dir: &Path,
     tokenize: impl FnOnce(&str) -> Result<Vec<u32>, DataError>,
 ) -> Result<TokenFile, DataError> {
-    let bytes = std::fs::read(source).map_err(io_error(source))?;
+    let bytes = source.bytes()?;
     let hash = fnv1a(&bytes);
     let stem = source
+        .path()
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let path = cache_dir.join(format!("{stem}.{tokenizer}.bin"));
     let fresh = |path: &Path| -> Option<bool> {
         let existing = std::fs::read(path).ok()?;
-        let count = u64::from_le_bytes(existing.get(HEADER - 8..HEADER)?.try_into().ok()?);
+        let count = u64::from_le_bytes(existing.get(HEADER - 16..HEADER - 8)?.try_into().ok()?);
+        let length = usize::try_from(count)
+            .ok()?
+            .checked_mul(4)?
+            .checked_add(HEADER)?;
+        let body = existing.get(HEADER..)?;
         Some(
-            existing.len() == HEADER + 4 * count as usize
-                && existing[..HEADER] == header(hash, tokenizer, count)[..],
+            existing.len() == length
+                && existing[..HEADER] == header(hash, tokenizer, count, fnv1a(body))[..],
         )
     };
     let rebuilt = fresh(&path) != Some(true);
     if rebuilt {
         let text = String::from_utf8(bytes).map_err(|e| DataError::Invalid {
-            path: source.to_path_buf(),
+            path: source.path().to_path_buf(),
             reason: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
         })?;
         let tokens = tokenize(&text)?;
         std::fs::create_dir_all(cache_dir).map_err(io_error(cache_dir))?;
         let partial = path.with_extension("bin.partial");
         let mut file = std::fs::File::create(&partial).map_err(io_error(&partial))?;
-        file.write_all(&header(hash, tokenizer, tokens.len() as u64))
-            .map_err(io_error(&partial))?;
         let body: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+        file.write_all(&header(hash, tokenizer, tokens.len() as u64, fnv1a(&body)))
+            .map_err(io_error(&partial))?;
         file.write_all(&body).map_err(io_error(&partial))?;
         file.sync_all().map_err(io_error(&partial))?;
         std::fs::rename(&partial, &path).map_err(io_error(&path))?;

@@ -1,4 +1,5 @@
-//! Language modelling: WikiText-103 (and any plain-text corpus split by document), GPT-2 BPE
+//! Language modelling: WikiText-103 (its files or the hub's parquet, and any plain-text corpus
+//! split by document), GPT-2 BPE
 //! token caches, contiguous blocks, and sliding-window perplexity.
 
 mod cache;
@@ -7,7 +8,7 @@ mod wikitext;
 
 pub use cache::{TokenFile, token_file};
 pub use perplexity::{PerplexityReport, perplexity, perplexity_from_nll};
-pub use wikitext::{CorpusSplit, Document, read_documents, split_path};
+pub use wikitext::{CorpusSplit, Document, SplitSource, read_documents, split_source};
 
 /// Contiguous training blocks of `context + 1` tokens (inputs and shifted targets), non-overlapping.
 pub fn block_count(tokens: usize, context: usize) -> usize {
@@ -37,10 +38,10 @@ pub fn gpt2_split_tokens(
     split: CorpusSplit,
     cache_dir: &std::path::Path,
 ) -> Result<TokenFile, crate::DataError> {
-    let path = split_path(dir, split)?;
+    let source = split_source(dir, split)?;
     let tokenizer = hedgehog_models::tokenizer::TextTokenizer::gpt2()
         .map_err(|e| crate::DataError::Tokenizer(e.to_string()))?;
-    token_file(&path, GPT2_TOKENIZER, cache_dir, |text| {
+    token_file(&source, GPT2_TOKENIZER, cache_dir, |text| {
         tokenizer
             .encode(text)
             .map(|e| e.ids)

@@ -9,6 +9,7 @@
 //! data parallelism over a device list.
 
 mod folder;
+mod preflight;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// Print progress.
     pub verbose: bool,
+    /// Start a fresh run even when its cost estimate passes a day (`hedgehog run --yes`).
+    pub confirmed: bool,
 }
 
 /// Runs every point of `spec` (its sweep, or itself) in turn on `devices` (the first one holds
@@ -138,11 +141,24 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
         dir,
         devices,
     };
-    let start = match start::<B, T>(&ctx, resuming, &reporter) {
+    let start = start::<B, T>(&ctx, resuming, &reporter).and_then(|start| {
+        let cost =
+            preflight::estimate::<B>(spec, &ctx.info, start.model.num_params(), ctx.device());
+        reporter.line(format!("cost of {}'s training stages:", spec.name));
+        for line in &cost.lines {
+            reporter.line(line);
+        }
+        if !resuming {
+            preflight::check(&cost, spec, options.confirmed)?;
+        }
+        Ok(start)
+    });
+    let start = match start {
         Ok(start) => start,
         Err(err) => {
             // A fresh folder holds nothing but this start's log yet: a failed start (corrupt
-            // weights, say) leaves no empty run-NNN behind to be taken for a run.
+            // weights, say, or a cost left unconfirmed) leaves no empty run-NNN behind to be
+            // taken for a run.
             if !resuming {
                 let _ = std::fs::remove_dir_all(&ctx.dir);
             }

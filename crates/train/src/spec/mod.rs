@@ -50,7 +50,8 @@ fn default_seed() -> u64 {
     0
 }
 
-/// `device: cpu`, `device: cuda:1`, or a list of devices for data-parallel training.
+/// `device: auto` (the default: CUDA when the build has it and a GPU is visible, else the
+/// CPU), `device: cpu`, `device: cuda:1`, or a list of devices for data-parallel training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum DeviceSpec {
@@ -60,11 +61,19 @@ pub enum DeviceSpec {
 
 impl Default for DeviceSpec {
     fn default() -> Self {
-        Self::One("cpu".into())
+        Self::One(AUTO_DEVICE.into())
     }
 }
 
+/// The device name that the program resolves at start-up.
+pub const AUTO_DEVICE: &str = "auto";
+
 impl DeviceSpec {
+    /// `device: auto`: the program picks.
+    pub fn is_auto(&self) -> bool {
+        self.names() == [AUTO_DEVICE]
+    }
+
     pub fn names(&self) -> Vec<String> {
         match self {
             Self::One(name) => vec![name.clone()],
@@ -82,8 +91,9 @@ pub struct Spec {
     /// Model initialisation, data order and dropout are functions of the seed.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// `cpu`, `cuda`, `cuda:N` (CUDA needs the `cuda` build feature), or a list of them: the
-    /// batch of every step is split across the devices and their gradients summed.
+    /// `auto` (default), `cpu`, `cuda`, `cuda:N` (CUDA needs the `cuda` build feature), or a
+    /// list of them: the batch of every step is split across the devices and their gradients
+    /// summed.
     #[serde(default)]
     pub device: DeviceSpec,
     pub model: ModelSpec,
@@ -101,6 +111,10 @@ pub struct Spec {
     /// Describes "ours" in the tables; derived from the model and task when absent.
     #[serde(default)]
     pub setting: Option<String>,
+    /// A smaller spec of the same experiment sized for a CPU, suggested when this one's cost
+    /// estimate asks for `--yes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_scale: Option<PathBuf>,
     /// A grid of dotted keys, each with a list of values; every combination is one run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sweep: BTreeMap<String, Vec<serde_json::Value>>,
@@ -229,8 +243,21 @@ impl Spec {
             return Err("device: give at least one device".into());
         }
         for device in &devices {
-            if device != "cpu" && device != "cuda" && !device.starts_with("cuda:") {
-                return Err(format!("device `{device}`: expected cpu, cuda or cuda:N"));
+            if device == AUTO_DEVICE && devices.len() > 1 {
+                return Err(
+                    "device: `auto` picks one device; list cpu or cuda:N devices \
+                            to split batches"
+                        .into(),
+                );
+            }
+            if device != AUTO_DEVICE
+                && device != "cpu"
+                && device != "cuda"
+                && !device.starts_with("cuda:")
+            {
+                return Err(format!(
+                    "device `{device}`: expected auto, cpu, cuda or cuda:N"
+                ));
             }
         }
         self.model.validate()?;

@@ -66,7 +66,8 @@ pub enum TaskSpec {
         #[serde(default)]
         vocab_limit: Option<usize>,
     },
-    /// A GLUE task's official TSV files under `path/<task folder>/`.
+    /// A GLUE task's official TSV files under `path/<task folder>/` (or the hub's parquet
+    /// under `path/<hub folder>/`).
     Glue {
         /// The GLUE root (holding `SST-2/`, `CoLA/`, ...).
         path: PathBuf,
@@ -152,6 +153,16 @@ impl TaskSpec {
 
     /// The longest sequence the task feeds the model, where the spec alone says it (images:
     /// the model's patch grid decides, so `None`).
+    /// The folder the task reads its data from (none for the synthetic tasks).
+    pub fn data_path(&self) -> Option<&std::path::Path> {
+        match self {
+            TaskSpec::LanguageModeling { path, .. }
+            | TaskSpec::Glue { path, .. }
+            | TaskSpec::Images { path, .. } => Some(path),
+            TaskSpec::AssociativeRecall { .. } => None,
+        }
+    }
+
     pub fn sequence_len(&self) -> Option<usize> {
         match self {
             TaskSpec::LanguageModeling { context, .. } => Some(*context),

@@ -16,6 +16,7 @@ mod train;
 
 pub(crate) use objective::Objective;
 pub(crate) use step::{Learner, Step, StepAt, optimizer_step};
+pub(crate) use train::stage_steps;
 
 use std::path::{Path, PathBuf};
 

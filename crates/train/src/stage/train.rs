@@ -54,7 +54,7 @@ impl<B: AutodiffBackend, T: Task<B>> Stage<B, T> for Train {
 }
 
 /// The steps a training stage runs: `steps`, or `epochs` over the task's training examples.
-fn stage_steps(stage: &StageSpec, examples: usize) -> usize {
+pub(crate) fn stage_steps(stage: &StageSpec, examples: usize) -> usize {
     match stage.epochs {
         Some(epochs) => {
             let per_step = (stage.batch_size * stage.grad_accumulation) as f64;

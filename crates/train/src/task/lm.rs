@@ -131,7 +131,7 @@ impl<M> LmTask<M> {
         let cache = cache.clone().unwrap_or_else(|| PathBuf::from("data/cache"));
         let (tokenizer, name) = tokenizer_for(spec)?;
         let read = |split| -> Result<TokenFile, RunError> {
-            let source = lm::split_path(path, split)?;
+            let source = lm::split_source(path, split)?;
             Ok(lm::token_file(&source, &name, &cache, |text| {
                 tokenizer
                     .encode(text)
@@ -393,8 +393,7 @@ where
                     .into(),
             ));
         }
-        let source = lm::split_path(&self.path(), CorpusSplit::Valid)?;
-        let validation_text = std::fs::read_to_string(&source).map_err(file_error(&source))?;
+        let validation_text = lm::split_source(&self.path(), CorpusSplit::Valid)?.text()?;
         Ok(TextGenerator {
             tokenizer: &self.tokenizer,
             validation_text,
