@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod prepare;
 use hedgehog_train::{RunOptions, Spec};
 
 #[global_allocator]
@@ -188,125 +190,10 @@ fn cuda_index(device: &str) -> Result<usize, String> {
     }
 }
 
-/// The spec's devices, with `auto` resolved and one line saying what was picked and why.
-fn resolve_devices(spec: &Spec) -> Vec<String> {
-    if !spec.device.is_auto() {
-        return spec.device.names();
-    }
-    let (device, reason) = auto_device();
-    println!("device: {device} (auto: {reason})");
-    vec![device]
-}
-
-#[cfg(feature = "cuda")]
-fn auto_device() -> (String, String) {
-    match visible_nvidia_driver() {
-        Ok(driver) => ("cuda".into(), driver),
-        Err(missing) => ("cpu".into(), format!("this build has CUDA, but {missing}")),
-    }
-}
-
-#[cfg(not(feature = "cuda"))]
-fn auto_device() -> (String, String) {
-    (
-        "cpu".into(),
-        "this build has no CUDA support; `--features cuda` adds it".into(),
-    )
-}
-
-/// Whether a GPU can be used, asked of the kernel rather than of the CUDA library (loading
-/// that without a driver aborts the process).
-#[cfg(feature = "cuda")]
-fn visible_nvidia_driver() -> Result<String, String> {
-    if let Ok(visible) = std::env::var("CUDA_VISIBLE_DEVICES")
-        && matches!(visible.trim(), "" | "-1")
-    {
-        return Err(format!("CUDA_VISIBLE_DEVICES={visible:?} hides every GPU"));
-    }
-    match std::fs::read_to_string("/proc/driver/nvidia/version") {
-        Ok(version) => Ok(format!(
-            "found the NVIDIA driver ({})",
-            version.lines().next().unwrap_or_default().trim()
-        )),
-        Err(_) => Err("no NVIDIA driver is loaded (no /proc/driver/nvidia/version)".into()),
-    }
-}
-
-fn fetch(names: &[String], to: Option<PathBuf>, list: bool) -> Result<(), String> {
-    if list {
-        println!("| name | hub repo | placed in | what |\n|---|---|---|---|");
-        for asset in hedgehog_hub::ASSETS {
-            println!(
-                "| {} | {} | {} | {} |",
-                asset.name, asset.repo, asset.dest, asset.about
-            );
-        }
-        return Ok(());
-    }
-    if to.is_some() && names.len() != 1 {
-        return Err("--to takes one asset name".into());
-    }
-    let hub = hedgehog_hub::Hub::from_env();
-    for name in names {
-        let asset = hedgehog_hub::asset(name).map_err(|e| e.to_string())?;
-        let dest = to.clone().unwrap_or_else(|| PathBuf::from(asset.dest));
-        let report = hub.fetch(asset, &dest).map_err(|e| e.to_string())?;
-        println!(
-            "{name}: {} in {} ({} downloaded, {} already there{})",
-            report.downloaded.len() + report.present.len(),
-            dest.display(),
-            report.downloaded.len(),
-            report.present.len(),
-            if hub.is_offline() { "; offline" } else { "" }
-        );
-    }
-    Ok(())
-}
-
-/// The data and weights of `spec` that `hedgehog fetch` knows, fetched when their folder is
-/// missing or empty; an error that cannot fetch says how else to get them.
-fn ensure_assets(spec: &Spec) -> Result<(), String> {
-    let paths = spec
-        .task
-        .data_path()
-        .into_iter()
-        .chain(spec.model.pretrained.as_deref());
-    for path in paths {
-        let empty = std::fs::read_dir(path).map_or(true, |mut entries| entries.next().is_none());
-        let Some(asset) = hedgehog_hub::asset_for_path(path).filter(|_| empty) else {
-            continue;
-        };
-        let hub = hedgehog_hub::Hub::from_env();
-        println!(
-            "{}: not here; fetching `{}` ({}) from {}",
-            path.display(),
-            asset.name,
-            asset.about,
-            hub.endpoint()
-        );
-        hub.fetch(asset, path).map_err(|e| {
-            format!(
-                "{e}\n`hedgehog fetch {}` retries (resuming what arrived); by hand, put the \
-                 files of https://huggingface.co/{}{} in {}; `just fetch-data` fetches the \
-                 offline stand-ins (data/README.md)",
-                asset.name,
-                if asset.kind == hedgehog_hub::RepoKind::Dataset {
-                    "datasets/"
-                } else {
-                    ""
-                },
-                asset.repo,
-                path.display()
-            )
-        })?;
-    }
-    Ok(())
-}
-
 fn run(spec_path: &Path, overrides: &[String], options: RunOptions) -> Result<(), String> {
     let spec = Spec::load(spec_path, overrides).map_err(|e| e.to_string())?;
-    ensure_assets(&spec)?;
-    let devices = resolve_devices(&spec);
+    prepare::ensure_assets(&spec)?;
+    let devices = prepare::resolve_devices(&spec);
     let summaries = if devices.iter().all(|d| d == "cpu") {
         // burn's ndarray backend has one CPU device; a list of them still splits each batch.
         let cpus = vec![burn::backend::ndarray::NdArrayDevice::Cpu; devices.len()];
@@ -500,7 +387,7 @@ fn main() -> ExitCode {
             }
         }
         Command::List { dir, results } => list(&dir, &results),
-        Command::Fetch { names, to, list } => fetch(&names, to, list),
+        Command::Fetch { names, to, list } => prepare::fetch(&names, to, list),
         Command::BenchTrain {
             spec,
             overrides,

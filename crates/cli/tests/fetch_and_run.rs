@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use hedgehog_hub::RepoKind;
-use hedgehog_hub::mock::{MockFile, MockHub};
+use hedgehog_hub::mock::{self, MockHub};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -37,17 +36,7 @@ fn run_design_card(work: &Path, endpoint: &str) -> Output {
 
 #[test]
 fn with_a_hub_it_fetches_wikitext_picks_the_device_and_asks_before_a_run_of_weeks() {
-    let shards = repo_root().join("data/samples/wikitext-parquet");
-    let files = ["train", "validation", "test"]
-        .iter()
-        .map(|split| MockFile {
-            kind: RepoKind::Dataset,
-            repo: "Salesforce/wikitext".into(),
-            path: format!("wikitext-103-raw-v1/{split}-00000-of-00001.parquet"),
-            bytes: std::fs::read(shards.join(format!("{split}-00000-of-00001.parquet"))).unwrap(),
-            lfs: true,
-        })
-        .collect();
+    let files = mock::wikitext_103(&repo_root().join("data/samples/wikitext-parquet")).unwrap();
     let hub = MockHub::start(files).unwrap();
     let work = fresh_dir("hub");
     let output = run_design_card(&work, hub.endpoint());

@@ -120,6 +120,17 @@ pub const ASSETS: &[Asset] = &[
     },
 ];
 
+impl Asset {
+    /// The repo's page on huggingface.co, for downloading by hand.
+    pub fn page_url(&self) -> String {
+        format!(
+            "https://huggingface.co/{}{}",
+            self.kind.resolve_prefix(),
+            self.repo
+        )
+    }
+}
+
 /// The asset called `name`.
 pub fn asset(name: &str) -> Result<&'static Asset, FetchError> {
     ASSETS

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::FetchError;
 use crate::assets::Asset;
+use crate::files::{io, is_whole, mib, partial_path, sha256_of, write_atomic};
+use crate::listing::RemoteFile;
 
 /// The revision every asset is fetched at.
-const REVISION: &str = "main";
+pub(crate) const REVISION: &str = "main";
 /// Written into the destination after a complete fetch.
 pub const MANIFEST: &str = ".hedgehog-fetch.json";
 
@@ -40,39 +41,11 @@ pub struct FetchReport {
     pub bytes_downloaded: u64,
 }
 
-/// One file of an asset, as the hub lists it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct RemoteFile {
-    /// The path in the repo.
-    path: String,
-    /// The path under the destination folder.
-    placed: String,
-    size: u64,
-    /// LFS files (weights, parquet) carry their sha256; small git files only a size.
-    sha256: Option<String>,
-}
-
 #[derive(Serialize, Deserialize)]
 struct Manifest {
     asset: String,
     repo: String,
     files: Vec<RemoteFile>,
-}
-
-#[derive(Deserialize)]
-struct TreeEntry {
-    #[serde(rename = "type")]
-    kind: String,
-    path: String,
-    #[serde(default)]
-    size: u64,
-    lfs: Option<LfsInfo>,
-}
-
-#[derive(Deserialize)]
-struct LfsInfo {
-    oid: String,
-    size: u64,
 }
 
 fn truthy(value: &str) -> bool {
@@ -215,7 +188,7 @@ impl Hub {
         })
     }
 
-    fn request(&self, url: &str) -> ureq::Request {
+    pub(crate) fn request(&self, url: &str) -> ureq::Request {
         let request = self.agent.get(url);
         match &self.token {
             Some(token) => request.set("Authorization", &format!("Bearer {token}")),
@@ -224,7 +197,13 @@ impl Hub {
     }
 
     /// `Err` with the hub's answer explained.
-    fn http_error(&self, asset: &Asset, what: &str, url: &str, error: ureq::Error) -> FetchError {
+    pub(crate) fn http_error(
+        &self,
+        asset: &Asset,
+        what: &str,
+        url: &str,
+        error: ureq::Error,
+    ) -> FetchError {
         match error {
             ureq::Error::Status(status, _) => {
                 let hint = match status {
@@ -249,105 +228,6 @@ impl Hub {
                 url: url.into(),
                 message: transport.to_string(),
             },
-        }
-    }
-
-    /// Every file of the asset with its size and checksum.
-    fn list(&self, asset: &Asset) -> Result<Vec<RemoteFile>, FetchError> {
-        let mut files = Vec::new();
-        for folder in asset.folders {
-            let entries = self.tree(asset, folder)?;
-            let before = files.len();
-            for entry in entries.into_iter().filter(|e| e.kind == "file") {
-                let placed = if asset.flatten {
-                    entry
-                        .path
-                        .strip_prefix(&format!("{folder}/"))
-                        .unwrap_or(&entry.path)
-                        .to_string()
-                } else {
-                    entry.path.clone()
-                };
-                files.push(remote_file(entry, placed));
-            }
-            if files.len() == before {
-                return Err(FetchError::Listing {
-                    url: self.tree_url(asset, folder),
-                    message: format!("{} lists no files under `{folder}`", asset.repo),
-                });
-            }
-        }
-        if !asset.files.is_empty() {
-            let mut entries = self.tree(asset, "")?;
-            for name in asset.files {
-                let index = entries
-                    .iter()
-                    .position(|e| e.kind == "file" && e.path == *name)
-                    .ok_or_else(|| FetchError::Http {
-                        url: self.tree_url(asset, ""),
-                        status: 404,
-                        hint: format!(
-                            "{} has no `{name}` at revision {REVISION} on {}",
-                            asset.repo, self.endpoint
-                        ),
-                    })?;
-                files.push(remote_file(entries.swap_remove(index), name.to_string()));
-            }
-        }
-        for file in &files {
-            if file
-                .placed
-                .split('/')
-                .any(|part| part == ".." || part.is_empty())
-            {
-                return Err(FetchError::Listing {
-                    url: self.tree_url(asset, ""),
-                    message: format!("refusing the listed path `{}`", file.path),
-                });
-            }
-        }
-        Ok(files)
-    }
-
-    fn tree_url(&self, asset: &Asset, folder: &str) -> String {
-        let folder = if folder.is_empty() {
-            String::new()
-        } else {
-            format!("/{folder}")
-        };
-        format!(
-            "{}/api/{}/{}/tree/{REVISION}{folder}?recursive=true",
-            self.endpoint,
-            asset.kind.api(),
-            asset.repo
-        )
-    }
-
-    /// The tree API's entries under `folder`, following its `Link: <…>; rel="next"` pages.
-    fn tree(&self, asset: &Asset, folder: &str) -> Result<Vec<TreeEntry>, FetchError> {
-        let mut url = self.tree_url(asset, folder);
-        let mut entries = Vec::new();
-        loop {
-            let what = if folder.is_empty() { "tree" } else { folder };
-            let response = self
-                .request(&url)
-                .call()
-                .map_err(|e| self.http_error(asset, what, &url, e))?;
-            let next = response.header("Link").and_then(next_page);
-            let text = response.into_string().map_err(|e| FetchError::Network {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
-            let page: Vec<TreeEntry> =
-                serde_json::from_str(&text).map_err(|e| FetchError::Listing {
-                    url: url.clone(),
-                    message: format!("not the hub's tree listing: {e}"),
-                })?;
-            entries.extend(page);
-            match next {
-                Some(next) => url = next,
-                None => return Ok(entries),
-            }
         }
     }
 
@@ -466,100 +346,12 @@ impl Hub {
     }
 }
 
-fn remote_file(entry: TreeEntry, placed: String) -> RemoteFile {
-    let (size, sha256) = match entry.lfs {
-        Some(lfs) => (lfs.size, Some(lfs.oid.to_ascii_lowercase())),
-        None => (entry.size, None),
-    };
-    RemoteFile {
-        path: entry.path,
-        placed,
-        size,
-        sha256,
-    }
-}
-
-/// `<url>` of a `Link` header's `rel="next"` part.
-fn next_page(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        params.contains("rel=\"next\"").then(|| {
-            url.trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        })
-    })
-}
-
-/// Whether `target` is already the listed file (size, and sha256 where the hub gives one).
-fn is_whole(target: &Path, file: &RemoteFile) -> Result<bool, FetchError> {
-    match std::fs::metadata(target) {
-        Ok(meta) if meta.len() == file.size => match &file.sha256 {
-            Some(expected) => Ok(&sha256_of(target)? == expected),
-            None => Ok(true),
-        },
-        _ => Ok(false),
-    }
-}
-
-fn partial_path(target: &Path) -> PathBuf {
-    let mut name = target.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    target.with_file_name(name)
-}
-
-fn sha256_of(path: &Path) -> Result<String, FetchError> {
-    let mut file = File::open(path).map_err(io(path))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer).map_err(io(path))?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
-    let partial = partial_path(path);
-    std::fs::write(&partial, bytes).map_err(io(&partial))?;
-    std::fs::rename(&partial, path).map_err(io(path))
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FetchError + '_ {
-    move |source| FetchError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn mib(bytes: u64) -> String {
-    if bytes >= 1 << 20 {
-        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
-    } else {
-        format!("{:.1} KiB", bytes as f64 / 1024.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::truthy;
 
     #[test]
-    fn the_next_page_is_read_from_the_link_header() {
-        let link = r#"<https://hub/api/datasets/a/b/tree/main?cursor=xyz>; rel="next""#;
-        assert_eq!(
-            next_page(link).as_deref(),
-            Some("https://hub/api/datasets/a/b/tree/main?cursor=xyz")
-        );
-        assert_eq!(next_page(r#"<https://hub/x>; rel="prev""#), None);
-        assert!(truthy("1") && truthy("TRUE") && !truthy("0") && !truthy(""));
+    fn offline_takes_the_usual_spellings_of_yes() {
+        assert!(truthy("1") && truthy("TRUE") && truthy(" yes") && !truthy("0") && !truthy(""));
     }
 }

@@ -8,6 +8,8 @@
 
 mod assets;
 mod fetch;
+mod files;
+mod listing;
 pub mod mock;
 
 use std::path::PathBuf;

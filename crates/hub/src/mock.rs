@@ -24,6 +24,24 @@ pub struct MockFile {
     pub lfs: bool,
 }
 
+/// `Salesforce/wikitext`'s `wikitext-103-raw-v1` folder, served from a folder of
+/// `<train|validation|test>-00000-of-00001.parquet` files (the committed samples).
+pub fn wikitext_103(shards: &std::path::Path) -> std::io::Result<Vec<MockFile>> {
+    ["train", "validation", "test"]
+        .iter()
+        .map(|split| {
+            let name = format!("{split}-00000-of-00001.parquet");
+            Ok(MockFile {
+                kind: RepoKind::Dataset,
+                repo: "Salesforce/wikitext".into(),
+                path: format!("wikitext-103-raw-v1/{name}"),
+                bytes: std::fs::read(shards.join(&name))?,
+                lfs: true,
+            })
+        })
+        .collect()
+}
+
 /// What a client asked.
 #[derive(Clone, Debug)]
 pub struct Recorded {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hedgehog_hub::mock::{MockFile, MockHub};
+use hedgehog_hub::mock::{self, MockFile, MockHub};
 use hedgehog_hub::{FetchError, Hub, MANIFEST, RepoKind, asset};
 
 fn repo_root() -> PathBuf {
@@ -21,17 +21,7 @@ fn temp(name: &str) -> PathBuf {
 
 /// The WikiText-103 shards (the samples, under the hub's folder and names) and GPT-2's files.
 fn miniature() -> Vec<MockFile> {
-    let shards = repo_root().join("data/samples/wikitext-parquet");
-    let mut files: Vec<MockFile> = ["train", "validation", "test"]
-        .iter()
-        .map(|split| MockFile {
-            kind: RepoKind::Dataset,
-            repo: "Salesforce/wikitext".into(),
-            path: format!("wikitext-103-raw-v1/{split}-00000-of-00001.parquet"),
-            bytes: std::fs::read(shards.join(format!("{split}-00000-of-00001.parquet"))).unwrap(),
-            lfs: true,
-        })
-        .collect();
+    let mut files = mock::wikitext_103(&repo_root().join("data/samples/wikitext-parquet")).unwrap();
     let gpt2 = repo_root().join("crates/models/tests/fixtures/gpt2");
     for (name, lfs) in [("config.json", false), ("model.safetensors", true)] {
         files.push(MockFile {

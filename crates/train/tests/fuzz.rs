@@ -12,7 +12,7 @@ use hedgehog_train::{RunOptions, Spec, run};
 
 mod common;
 
-use common::{copy_dir, exclusive, temp, workspace, write_corpus};
+use common::{copy_dir, corpus_spec, exclusive, temp, workspace};
 
 type B = Autodiff<NdArray<f32>>;
 
@@ -71,13 +71,7 @@ fn files(dir: &Path, under: &Path) -> Vec<PathBuf> {
 fn a_damaged_run_folder_is_an_error_on_resume() {
     let _turn = exclusive();
     let dir = temp("fuzz-resume");
-    let corpus_dir = write_corpus(&dir);
-    let spec_text = TINY
-        .replace("CORPUS", &corpus_dir.display().to_string())
-        .replace("CACHE", &dir.join("cache").display().to_string());
-    let spec_path = dir.join("tiny.yaml");
-    std::fs::write(&spec_path, spec_text).unwrap();
-    let spec = Spec::load(&spec_path, &[]).unwrap();
+    let spec = corpus_spec(&dir, TINY, &[]).unwrap();
     let options = |results: &Path, resume| RunOptions {
         results_dir: results.to_path_buf(),
         resume,

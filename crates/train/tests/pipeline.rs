@@ -62,6 +62,13 @@ fn tiny_spec(dir: &Path) -> PathBuf {
     write(dir, "tiny.yaml", &spec)
 }
 
+/// The run folders under `dir` (none when it does not exist).
+fn run_folders(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
 /// Runs a spec without a sweep.
 fn run_one(spec: &Spec, options: &RunOptions) -> Result<RunSummary, hedgehog_train::RunError> {
     let mut summaries = run::<B>(spec, options, &[Default::default()])?;
@@ -276,9 +283,7 @@ fn bad_specs_fail_with_the_documented_messages() {
     };
     let err = run_one(&spec, &options).unwrap_err().to_string();
     assert!(err.contains("not a valid safetensors file"), "{err}");
-    let runs: Vec<_> = std::fs::read_dir(results.join("tiny"))
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let runs = run_folders(&results.join("tiny"));
     assert!(runs.is_empty(), "left behind: {runs:?}");
 
     // Past a day of compute (at any matrix rate this machine has), a fresh run waits for
@@ -303,9 +308,7 @@ fn bad_specs_fail_with_the_documented_messages() {
         err.contains("--yes") && err.contains("hedgehog run experiments/lm_scratch_cpu.yaml"),
         "{err}"
     );
-    let runs: Vec<_> = std::fs::read_dir(results.join("tiny"))
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let runs = run_folders(&results.join("tiny"));
     assert!(runs.is_empty(), "left behind: {runs:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
