@@ -168,7 +168,14 @@ where
                     saved.display()
                 );
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return ran,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Shown by `just fuzz` (`--nocapture`), captured by `cargo test`.
+                eprintln!(
+                    "fuzz {target}: {ran} damaged inputs in {:.1} s, no panic or hang",
+                    started.elapsed().as_secs_f64()
+                );
+                return ran;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let saved = save_failure(target, ran, &mutate(&corpus, seed, ran));
                 panic!(

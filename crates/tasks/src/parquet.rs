@@ -4,6 +4,8 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use polars::prelude::*;
 
@@ -62,6 +64,7 @@ fn names(paths: &[PathBuf]) -> String {
 pub(crate) fn read(path: &Path, columns: &[&str]) -> Result<DataFrame, DataError> {
     // polars' decoder trusts some of the file's offsets and panics on a damaged page (the
     // fuzzer in tests/fuzz.rs found slice and bitmap bounds); such a file is an error too.
+    let _quiet = QuietPolarsPanics::enter();
     std::panic::catch_unwind(AssertUnwindSafe(|| read_columns(path, columns))).unwrap_or_else(
         |panic| {
             let message = panic
@@ -78,6 +81,38 @@ pub(crate) fn read(path: &Path, columns: &[&str]) -> Result<DataFrame, DataError
             })
         },
     )
+}
+
+/// Parquet reads under way: while there are any, a panic raised inside polars (on its own
+/// threads too) prints nothing, since [`read`] turns it into an error that says the same
+/// thing. Every other panic still prints through the hook that was there before.
+static GUARDED_READS: AtomicUsize = AtomicUsize::new(0);
+
+struct QuietPolarsPanics;
+
+impl QuietPolarsPanics {
+    fn enter() -> Self {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let in_polars = info
+                    .location()
+                    .is_some_and(|at| at.file().contains("/polars-"));
+                if !(in_polars && GUARDED_READS.load(Ordering::SeqCst) > 0) {
+                    previous(info);
+                }
+            }));
+        });
+        GUARDED_READS.fetch_add(1, Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for QuietPolarsPanics {
+    fn drop(&mut self) {
+        GUARDED_READS.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn read_columns(path: &Path, columns: &[&str]) -> Result<DataFrame, DataError> {
