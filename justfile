@@ -12,7 +12,8 @@ default:
 # where an NVIDIA driver is loaded (`device: auto`). Measured in the README ("One binary"): a
 # cold build takes 21% longer and the stripped binary is 80 MB instead of 49 MB; CPU speed is
 # the same. `cargo test` and CI build without it (check-cuda compile-checks it).
-release := "cargo run --release -p hedgehog-cli --features cuda --"
+features := "cuda"
+release := "cargo run --release -p hedgehog-cli --features " + features + " --"
 
 # Run an experiment spec: `just run experiments/quickstart.yaml --set stages.0.steps=10`.
 run spec *ARGS:
@@ -36,7 +37,7 @@ plots:
 
 # The CPU-scale runs behind the README's tables and figures, then the tables and plots (needs `just fetch-data` and `just fetch-weights`).
 reproduce:
-    cargo build --release -p hedgehog-cli --features cuda
+    cargo build --release -p hedgehog-cli --features {{features}}
     {{target}}/release/hedgehog run experiments/quickstart.yaml
     {{target}}/release/hedgehog run experiments/assoc_recall_cpu.yaml
     {{target}}/release/hedgehog run experiments/assoc_recall_long_cpu.yaml
@@ -79,8 +80,13 @@ bench-compare lengths="256,512,1024,4096,16384":
 
 # Training throughput next to the same model in PyTorch, alternating run by run (needs torch): results/bench/train_cpu.md and .csv.
 bench-train:
-    cargo build --release -p hedgehog-cli --features cuda
+    cargo build --release -p hedgehog-cli --features {{features}}
     python3 tools/bench_train_compare.py --hedgehog {{target}}/release/hedgehog --out results/bench/train_cpu
+
+# One process against two ranks of a `distributed:` run on 127.0.0.1, alternating (needs PyYAML): results/bench/distributed_cpu.md and .csv.
+bench-distributed repeats="3":
+    cargo build --release -p hedgehog-cli --features {{features}}
+    python3 tools/bench_distributed.py --hedgehog {{target}}/release/hedgehog --out results/bench/distributed_cpu --repeats {{repeats}}
 
 # The paper's datasets and weights from the Hugging Face Hub: `just fetch wikitext-103 gpt2` (`just fetch --list`).
 fetch *ARGS:

@@ -191,7 +191,8 @@ fn cuda_index(device: &str) -> Result<usize, String> {
 }
 
 fn run(spec_path: &Path, overrides: &[String], options: RunOptions) -> Result<(), String> {
-    let spec = Spec::load(spec_path, overrides).map_err(|e| e.to_string())?;
+    let overrides = prepare::with_launcher_env(overrides)?;
+    let spec = Spec::load(spec_path, &overrides).map_err(|e| e.to_string())?;
     prepare::ensure_assets(&spec)?;
     let devices = prepare::resolve_devices(&spec);
     let summaries = if devices.iter().all(|d| d == "cpu") {

@@ -114,3 +114,39 @@ pub(crate) fn ensure_assets(spec: &Spec) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `--set distributed.*` overrides from a launcher's environment, put before the user's own
+/// `--set`s (which win): `WORLD_SIZE` processes, this one `RANK`, rank 0 at
+/// `MASTER_ADDR:MASTER_PORT` (PyTorch's names, which many launchers set; torchrun's own agent
+/// holds `MASTER_PORT`, so under it pass another port with `--set distributed.address`).
+/// Nothing when `WORLD_SIZE` is unset or 1.
+pub(crate) fn with_launcher_env(overrides: &[String]) -> Result<Vec<String>, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let number = |name: &str, text: String| {
+        text.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("environment variable {name}={text:?}: expected a whole number"))
+    };
+    let Some(world) = var("WORLD_SIZE") else {
+        return Ok(overrides.to_vec());
+    };
+    let nodes = number("WORLD_SIZE", world)?;
+    if nodes <= 1 {
+        return Ok(overrides.to_vec());
+    }
+    let rank = var("RANK").ok_or(
+        "environment variable WORLD_SIZE is set but RANK is not: give every process its \
+         RANK (0..WORLD_SIZE-1), or unset WORLD_SIZE to run alone",
+    )?;
+    let rank = number("RANK", rank)?;
+    let mut merged = vec![
+        format!("distributed.nodes={nodes}"),
+        format!("distributed.rank={rank}"),
+    ];
+    if let Some(port) = var("MASTER_PORT") {
+        let host = var("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into());
+        merged.push(format!("distributed.address={host}:{}", port.trim()));
+    }
+    merged.extend_from_slice(overrides);
+    Ok(merged)
+}

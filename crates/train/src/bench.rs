@@ -85,6 +85,7 @@ fn bench_task<B: AutodiffBackend, T: Task<B>>(
         info: task.info(),
         dir: std::env::temp_dir().join(format!("hedgehog-bench-{}", std::process::id())),
         devices: std::slice::from_ref(device),
+        peer: None,
     };
     B::seed(device, spec.seed);
     let mut model = task.build_model(device)?;

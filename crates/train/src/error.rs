@@ -20,6 +20,9 @@ pub enum RunError {
     Diverged(String),
     #[error("{0}")]
     Resume(String),
+    /// A distributed run's ranks could not work together (`crate::distributed`).
+    #[error("{0}")]
+    Distributed(String),
 }
 
 pub(crate) fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {

@@ -6,6 +6,7 @@
 pub mod bench;
 mod checkpoint;
 mod csv_table;
+pub mod distributed;
 mod error;
 pub mod layer_metrics;
 mod memory;

@@ -101,7 +101,9 @@ pub fn token_file(
         })?;
         let tokens = tokenize(&text)?;
         std::fs::create_dir_all(cache_dir).map_err(io_error(cache_dir))?;
-        let partial = path.with_extension("bin.partial");
+        // Per process: ranks of a distributed run on one machine build the same cache at
+        // once, and each renames a whole file of its own into place (the same bytes).
+        let partial = path.with_extension(format!("bin.{}.partial", std::process::id()));
         let mut file = std::fs::File::create(&partial).map_err(io_error(&partial))?;
         let body: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
         file.write_all(&header(hash, tokenizer, tokens.len() as u64, fnv1a(&body)))

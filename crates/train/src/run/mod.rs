@@ -19,6 +19,7 @@ use hedgehog_models::gpt2::Gpt2;
 use hedgehog_models::llama::Llama;
 
 use crate::checkpoint::{self, AdamRecord, EarlyState, Progress};
+use crate::distributed::{Peer, rank_results, spec_fingerprint, weights_checksum};
 use crate::error::write_atomic;
 use crate::metrics::MetricsLog;
 use crate::progress::Reporter;
@@ -58,12 +59,15 @@ pub fn run<B: AutodiffBackend>(
     let points = spec.expand().map_err(RunError::Config)?;
     let total = points.len();
     let mut summaries = Vec::with_capacity(total);
-    for (i, point) in points.iter().enumerate() {
-        if total > 1 && options.verbose {
-            println!("== sweep point {}/{total}: {}", i + 1, point.describe());
+    with_peer(spec, options, |options, peer| {
+        for (i, point) in points.iter().enumerate() {
+            if total > 1 && options.verbose {
+                println!("== sweep point {}/{total}: {}", i + 1, point.describe());
+            }
+            summaries.push(run_point_as::<B>(point, options, devices, peer)?);
         }
-        summaries.push(run_point::<B>(point, options, devices)?);
-    }
+        Ok(())
+    })?;
     Ok(summaries)
 }
 
@@ -73,28 +77,86 @@ pub fn run_point<B: AutodiffBackend>(
     options: &RunOptions,
     devices: &[B::Device],
 ) -> Result<RunSummary, RunError> {
+    let mut summary = None;
+    with_peer(&point.spec, options, |options, peer| {
+        summary = Some(run_point_as::<B>(point, options, devices, peer)?);
+        Ok(())
+    })?;
+    Ok(summary.expect("set by the closure"))
+}
+
+/// Calls `body` as this process's rank of a distributed run when `spec` has `distributed:`
+/// (joined before, left after; rank N > 0 writes under `<results>/.rank-N`), else alone.
+fn with_peer<F>(spec: &Spec, options: &RunOptions, body: F) -> Result<(), RunError>
+where
+    F: FnOnce(&RunOptions, Option<&Peer>) -> Result<(), RunError>,
+{
+    let Some(distributed) = &spec.distributed else {
+        return body(options, None);
+    };
+    if options.verbose {
+        let (rank, nodes, address) = (distributed.rank, distributed.nodes, &distributed.address);
+        match rank {
+            0 => println!("rank 0 of {nodes}: waiting at {address} for the other ranks"),
+            _ => println!("rank {rank} of {nodes}: connecting to rank 0 at {address}"),
+        }
+    }
+    let peer = Peer::join(distributed)?;
+    let options = RunOptions {
+        results_dir: rank_results(&options.results_dir, distributed.rank),
+        ..options.clone()
+    };
+    let outcome = body(&options, Some(&peer));
+    if options.verbose {
+        println!("{}", peer.sum_report());
+    }
+    outcome
+}
+
+fn run_point_as<B: AutodiffBackend>(
+    point: &SweepPoint,
+    options: &RunOptions,
+    devices: &[B::Device],
+    peer: Option<&Peer>,
+) -> Result<RunSummary, RunError> {
     if devices.is_empty() {
         return Err(RunError::Config("no device to run on".into()));
     }
     let spec = &point.spec;
     match (&spec.task, spec.model.family) {
-        (TaskSpec::LanguageModeling { .. }, Family::Gpt2) => {
-            run_task::<B, _>(point, options, &LmTask::<Gpt2<B>>::new(spec)?, devices)
-        }
-        (TaskSpec::LanguageModeling { .. }, Family::Llama) => {
-            run_task::<B, _>(point, options, &LmTask::<Llama<B>>::new(spec)?, devices)
-        }
-        (TaskSpec::AssociativeRecall { .. }, Family::Gpt2) => {
-            run_task::<B, _>(point, options, &RecallTask::<Gpt2<B>>::new(spec)?, devices)
-        }
-        (TaskSpec::AssociativeRecall { .. }, Family::Llama) => {
-            run_task::<B, _>(point, options, &RecallTask::<Llama<B>>::new(spec)?, devices)
-        }
+        (TaskSpec::LanguageModeling { .. }, Family::Gpt2) => run_task::<B, _>(
+            point,
+            options,
+            &LmTask::<Gpt2<B>>::new(spec)?,
+            devices,
+            peer,
+        ),
+        (TaskSpec::LanguageModeling { .. }, Family::Llama) => run_task::<B, _>(
+            point,
+            options,
+            &LmTask::<Llama<B>>::new(spec)?,
+            devices,
+            peer,
+        ),
+        (TaskSpec::AssociativeRecall { .. }, Family::Gpt2) => run_task::<B, _>(
+            point,
+            options,
+            &RecallTask::<Gpt2<B>>::new(spec)?,
+            devices,
+            peer,
+        ),
+        (TaskSpec::AssociativeRecall { .. }, Family::Llama) => run_task::<B, _>(
+            point,
+            options,
+            &RecallTask::<Llama<B>>::new(spec)?,
+            devices,
+            peer,
+        ),
         (TaskSpec::Glue { .. }, Family::Bert) => {
-            run_task::<B, _>(point, options, &GlueTask::new(spec)?, devices)
+            run_task::<B, _>(point, options, &GlueTask::new(spec)?, devices, peer)
         }
         (TaskSpec::Images { .. }, Family::Vit) => {
-            run_task::<B, _>(point, options, &ImageTask::new(spec)?, devices)
+            run_task::<B, _>(point, options, &ImageTask::new(spec)?, devices, peer)
         }
         (task, family) => Err(RunError::Config(format!(
             "task {} cannot run on a {family:?} model (validated specs never get here)",
@@ -118,6 +180,7 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
     options: &RunOptions,
     task: &T,
     devices: &[B::Device],
+    peer: Option<&Peer>,
 ) -> Result<RunSummary, RunError> {
     let spec = &point.spec;
     let mut reporter = Reporter::new(options.verbose);
@@ -140,6 +203,7 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
         info: task.info(),
         dir,
         devices,
+        peer,
     };
     let start = start::<B, T>(&ctx, resuming, &reporter).and_then(|start| {
         let cost =
@@ -148,8 +212,24 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
         for line in &cost.lines {
             reporter.line(line);
         }
-        if !resuming {
+        // Rank 0 decides for all: the others would wait for it at the first sum anyway.
+        if !resuming && peer.is_none_or(|p| p.rank() == 0) {
             preflight::check(&cost, spec, options.confirmed)?;
+        }
+        if let Some(peer) = peer {
+            let [a, b, c] = spec_fingerprint(spec);
+            let progress = &start.progress;
+            peer.agree::<B::InnerBackend>(
+                &[
+                    ("the spec (fingerprint, part 1)", a),
+                    ("the spec (fingerprint, part 2)", b),
+                    ("the spec (fingerprint, part 3)", c),
+                    ("the stage", progress.stage as f32),
+                    ("the step", progress.global_step as f32),
+                    ("the weights (sum)", weights_checksum::<B, _>(&start.model)),
+                ],
+                ctx.device(),
+            )?;
         }
         Ok(start)
     });
@@ -212,6 +292,15 @@ fn run_task<B: AutodiffBackend, T: Task<B>>(
             reporter: &mut reporter,
         };
         model = run_next_stage(&mut run, model, optimizer.take())?;
+        if let Some(peer) = peer {
+            peer.agree::<B::InnerBackend>(
+                &[
+                    ("the stage", progress.stage as f32),
+                    ("the weights (sum)", weights_checksum::<B, _>(&model)),
+                ],
+                ctx.device(),
+            )?;
+        }
         write_summary(&ctx.dir, &summary(&progress, model.num_params(), false))?;
     }
     folder::export_final(&ctx.dir, spec.model.pretrained.as_deref())?;

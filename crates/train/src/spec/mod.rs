@@ -7,6 +7,7 @@
 //! losses), and `sweep` (overrides and grids); this file holds the whole spec, its small
 //! sections (device, checkpoint, report) and `load`.
 
+mod distributed;
 mod loss;
 mod model;
 mod optimizer;
@@ -22,6 +23,7 @@ use hedgehog_attention::{AttentionConfig, FeatureMapConfig};
 use hedgehog_tasks::recall::RecallConfig;
 use serde::{Deserialize, Serialize};
 
+pub use distributed::DistributedSpec;
 pub use loss::{DistillComponent, DistillLoss, LogitDistillation};
 pub use model::{Family, ModelSpec, Preset};
 pub use optimizer::{OptimizerSpec, ScheduleSpec};
@@ -115,6 +117,10 @@ pub struct Spec {
     /// estimate asks for `--yes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_scale: Option<PathBuf>,
+    /// This process's rank of a run split over several processes (burn-collective; the
+    /// binary's `collective` feature). Absent: one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistributedSpec>,
     /// A grid of dotted keys, each with a list of values; every combination is one run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sweep: BTreeMap<String, Vec<serde_json::Value>>,
@@ -284,6 +290,9 @@ impl Spec {
             }
         }
         passkey::validate_task(&self.stages, &self.task)?;
+        if let Some(distributed) = &self.distributed {
+            distributed.validate(&self.stages, devices.len())?;
+        }
         if self.checkpoint.every == 0 || self.checkpoint.keep == 0 {
             return Err("checkpoint: every and keep must be positive".into());
         }

@@ -26,6 +26,7 @@ use hedgehog_attention::AttentionConfig;
 use hedgehog_models::checkpoint::{self as model_checkpoint, Checkpoint};
 
 use crate::checkpoint::{AdamRecord, Progress};
+use crate::distributed::Peer;
 use crate::error::RunError;
 use crate::metrics::MetricsLog;
 use crate::progress::Reporter;
@@ -40,6 +41,8 @@ pub(crate) struct Context<'a, B: AutodiffBackend, T: Task<B>> {
     pub info: TaskInfo,
     pub dir: PathBuf,
     pub devices: &'a [B::Device],
+    /// This process's rank when the run is split over processes (`distributed:`).
+    pub peer: Option<&'a Peer>,
 }
 
 impl<B: AutodiffBackend, T: Task<B>> Context<'_, B, T> {

@@ -1,10 +1,12 @@
-//! One micro-batch's loss and gradients, on one device or split across several.
+//! One micro-batch's loss and gradients, on one device, split across several, or this
+//! rank's share of it in a distributed run.
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::distributed::shard;
 use crate::error::RunError;
 use crate::task::{DistillParts, Inner, Task};
 
@@ -30,6 +32,22 @@ pub(super) fn micro_batch_grads<B: AutodiffBackend, T: Task<B>>(
     let scalar = |loss: &Tensor<B, 1>| -> f64 {
         burn::tensor::ElementConversion::elem::<f64>(loss.clone().into_scalar())
     };
+    if let Some(peer) = ctx.peer {
+        // This rank's share, weighted by its size: the ranks' sum (`optimizer_step`) is the
+        // whole micro-batch's gradient. A non-finite loss still gets its gradients, so that
+        // every rank joins the same sum; the step is dropped after it.
+        let share = shard(examples.len(), peer.rank(), peer.nodes());
+        let weight = share.len() as f64 / examples.len() as f64;
+        let (loss, parts) =
+            objective.loss(ctx.task, model, &examples[share], seed, ctx.device())?;
+        let value = scalar(&loss) * weight;
+        let grads = GradientsParams::from_grads(loss.mul_scalar(scale * weight).backward(), model);
+        return Ok(MicroBatch {
+            value,
+            parts: parts.map(|p| DistillParts::default().add_scaled(&p, weight)),
+            grads: vec![grads],
+        });
+    }
     if ctx.devices.len() == 1 {
         let (loss, parts) = objective.loss(ctx.task, model, examples, seed, ctx.device())?;
         let value = scalar(&loss);

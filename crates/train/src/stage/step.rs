@@ -6,8 +6,10 @@ use std::collections::HashSet;
 use burn::module::{AutodiffModule, Module, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
 
 use crate::checkpoint::Adam;
+use crate::distributed::{Peer, flatten_grads, trained_ids, unflatten_grads};
 use crate::error::RunError;
 use crate::seeds::derived_seed;
 use crate::spec::StageSpec;
@@ -80,7 +82,8 @@ pub(crate) fn optimizer_step<B: AutodiffBackend, T: Task<B>>(
             seed,
             1.0 / stage.grad_accumulation as f64,
         )?;
-        if !value.is_finite() {
+        // A distributed rank decides after the sum over the ranks, which all must join.
+        if !value.is_finite() && ctx.peer.is_none() {
             return Ok(Step::Diverged(value));
         }
         loss_sum += value;
@@ -101,6 +104,18 @@ pub(crate) fn optimizer_step<B: AutodiffBackend, T: Task<B>>(
         model.visit(&mut visitor);
         grads = visitor.to;
     }
+    if let Some(peer) = ctx.peer {
+        grads = sum_over_ranks::<B, T::Model>(
+            peer,
+            &model,
+            grads,
+            (&mut loss_sum, &mut parts_sum),
+            ctx.device(),
+        )?;
+        if !loss_sum.is_finite() {
+            return Ok(Step::Diverged(loss_sum));
+        }
+    }
     let rate = stage.optimizer.lr() * stage.schedule.factor(at.step, at.total);
     let model = learner.optimizer.step(rate, model, grads);
     let micro_batches = stage.grad_accumulation as f64;
@@ -110,4 +125,36 @@ pub(crate) fn optimizer_step<B: AutodiffBackend, T: Task<B>>(
         parts: parts_sum.map(|parts| parts.divided(micro_batches)),
         rate,
     })
+}
+
+/// The gradients, loss and distillation parts of this step summed over the ranks, in one
+/// all-reduce (the loss and parts travel as f32 after the gradients).
+fn sum_over_ranks<B: AutodiffBackend, M: AutodiffModule<B>>(
+    peer: &Peer,
+    model: &M,
+    mut grads: GradientsParams,
+    (loss, parts): (&mut f64, &mut Option<DistillParts>),
+    device: &B::Device,
+) -> Result<GradientsParams, RunError> {
+    let trained = trained_ids::<B, M>(model, &grads);
+    let mut numbers = vec![*loss as f32];
+    if let Some(parts) = parts.as_mut() {
+        numbers.extend(parts.numbers_mut().map(|v| *v as f32));
+    }
+    let count = numbers.len();
+    let extra = Tensor::from_data(TensorData::new(numbers, [count]), device);
+    let flat = flatten_grads::<B, M>(model, &mut grads, extra);
+    let summed = peer.sum::<B::InnerBackend>(flat, "summing a step's gradients")?;
+    let (grads, extra) = unflatten_grads::<B, M>(model, &trained, summed);
+    let numbers: Vec<f32> = extra
+        .into_data()
+        .to_vec()
+        .map_err(|e| RunError::Distributed(format!("reading the summed loss: {e:?}")))?;
+    *loss = f64::from(numbers[0]);
+    if let Some(parts) = parts.as_mut() {
+        for (value, summed) in parts.numbers_mut().zip(&numbers[1..]) {
+            *value = f64::from(*summed);
+        }
+    }
+    Ok(grads)
 }

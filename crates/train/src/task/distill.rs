@@ -67,6 +67,15 @@ impl DistillParts {
         self
     }
 
+    /// Every number, in a fixed order (components and layers by name): what the ranks of a
+    /// distributed run sum.
+    pub(crate) fn numbers_mut(&mut self) -> impl Iterator<Item = &mut f64> {
+        self.components
+            .values_mut()
+            .chain(self.layers.loss.iter_mut())
+            .chain(self.layers.components.values_mut().flatten())
+    }
+
     /// Every entry divided by `divisor` (the mean over micro-batches).
     pub fn divided(mut self, divisor: f64) -> Self {
         self.components.values_mut().for_each(|v| *v /= divisor);
