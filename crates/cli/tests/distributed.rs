@@ -10,16 +10,8 @@ use std::time::{Duration, Instant};
 
 use safetensors::SafeTensors;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hedgehog-dist-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{fresh_dir, repo_root};
 
 /// A GPT small enough for seconds per run, without dropout (whose masks would differ between
 /// a half batch and a whole one): a softmax stage with gradient accumulation and clipping,

@@ -2,21 +2,13 @@
 //! on a machine with no GPU and no WikiText-103, once with a (miniature) hub behind
 //! HF_ENDPOINT and once with none reachable.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use hedgehog_hub::mock::{self, MockHub};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hedgehog-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{fresh_dir, repo_root};
 
 /// `hedgehog run experiments/wikitext_gpt2.yaml` in `work` (relative data paths land there).
 fn run_design_card(work: &Path, endpoint: &str) -> Output {

@@ -89,7 +89,7 @@ impl Peer {
                             "two processes say they are rank {rank}; give each its own \
                              distributed.rank (RANK)"
                         );
-                        let _ = Frame::Error(message.clone()).write(&mut stream);
+                        let _ = wire::write_error(&mut stream, &message);
                         return Err(self.error(message));
                     }
                     wire::write_hello(&mut stream, 0, self.nodes)
@@ -224,9 +224,8 @@ impl Peer {
                 }
             }
         }
-        let total = Frame::Values(values.to_vec());
         for (i, link) in links.iter_mut().enumerate() {
-            total.write(link).map_err(|e| self.lost(i + 1, what, e))?;
+            wire::write_values(link, values).map_err(|e| self.lost(i + 1, what, e))?;
         }
         Ok(())
     }
@@ -238,9 +237,7 @@ impl Peer {
         values: &mut [f32],
         what: &str,
     ) -> Result<(), RunError> {
-        Frame::Values(values.to_vec())
-            .write(link)
-            .map_err(|e| self.lost(0, what, e))?;
+        wire::write_values(link, values).map_err(|e| self.lost(0, what, e))?;
         match Frame::read(link, values.len()) {
             Ok(Frame::Values(total)) => {
                 values.copy_from_slice(&total);
@@ -257,7 +254,7 @@ impl Peer {
     /// Rank 0, before it stops: tells every rank why, so that each prints the reason.
     fn tell_all(&self, links: &mut [TcpStream], message: &str) {
         for link in links {
-            let _ = Frame::Error(message.to_string()).write(link);
+            let _ = wire::write_error(link, message);
         }
     }
 

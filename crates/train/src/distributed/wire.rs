@@ -18,23 +18,31 @@ pub(super) enum Frame {
     Error(String),
 }
 
-impl Frame {
-    pub(super) fn write(&self, stream: &mut impl Write) -> std::io::Result<()> {
-        let (kind, count, payload): (u8, usize, Vec<u8>) = match self {
-            Frame::Values(values) => (
-                VALUES,
-                values.len(),
-                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ),
-            Frame::Error(message) => (ERROR, message.len(), message.as_bytes().to_vec()),
-        };
-        let mut head = vec![kind];
-        head.extend_from_slice(&(count as u64).to_le_bytes());
-        stream.write_all(&head)?;
-        stream.write_all(&payload)?;
-        stream.flush()
-    }
+/// Sends `values` as one values frame.
+pub(super) fn write_values(stream: &mut impl Write, values: &[f32]) -> std::io::Result<()> {
+    let payload: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_frame(stream, VALUES, values.len(), &payload)
+}
 
+/// Sends `message` as one error frame.
+pub(super) fn write_error(stream: &mut impl Write, message: &str) -> std::io::Result<()> {
+    write_frame(stream, ERROR, message.len(), message.as_bytes())
+}
+
+fn write_frame(
+    stream: &mut impl Write,
+    kind: u8,
+    count: usize,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let mut head = vec![kind];
+    head.extend_from_slice(&(count as u64).to_le_bytes());
+    stream.write_all(&head)?;
+    stream.write_all(payload)?;
+    stream.flush()
+}
+
+impl Frame {
     /// The next frame; a values frame must hold exactly `expected` numbers.
     pub(super) fn read(stream: &mut impl Read, expected: usize) -> std::io::Result<Frame> {
         let mut head = [0u8; 9];
@@ -156,10 +164,8 @@ mod tests {
     #[test]
     fn frames_round_trip_and_a_wrong_count_is_refused_before_reading_it() {
         let mut bytes = Vec::new();
-        Frame::Values(vec![1.5, -2.0, f32::MIN_POSITIVE])
-            .write(&mut bytes)
-            .unwrap();
-        Frame::Error("stopped".into()).write(&mut bytes).unwrap();
+        write_values(&mut bytes, &[1.5, -2.0, f32::MIN_POSITIVE]).unwrap();
+        write_error(&mut bytes, "stopped").unwrap();
         let mut reader = bytes.as_slice();
         let Frame::Values(values) = Frame::read(&mut reader, 3).unwrap() else {
             panic!("values expected")

@@ -58,17 +58,16 @@ pub fn run<B: AutodiffBackend>(
 ) -> Result<Vec<RunSummary>, RunError> {
     let points = spec.expand().map_err(RunError::Config)?;
     let total = points.len();
-    let mut summaries = Vec::with_capacity(total);
     with_peer(spec, options, |options, peer| {
+        let mut summaries = Vec::with_capacity(total);
         for (i, point) in points.iter().enumerate() {
             if total > 1 && options.verbose {
                 println!("== sweep point {}/{total}: {}", i + 1, point.describe());
             }
             summaries.push(run_point_as::<B>(point, options, devices, peer)?);
         }
-        Ok(())
-    })?;
-    Ok(summaries)
+        Ok(summaries)
+    })
 }
 
 /// Runs one spec (one sweep point).
@@ -77,19 +76,16 @@ pub fn run_point<B: AutodiffBackend>(
     options: &RunOptions,
     devices: &[B::Device],
 ) -> Result<RunSummary, RunError> {
-    let mut summary = None;
     with_peer(&point.spec, options, |options, peer| {
-        summary = Some(run_point_as::<B>(point, options, devices, peer)?);
-        Ok(())
-    })?;
-    Ok(summary.expect("set by the closure"))
+        run_point_as::<B>(point, options, devices, peer)
+    })
 }
 
 /// Calls `body` as this process's rank of a distributed run when `spec` has `distributed:`
-/// (joined before, left after; rank N > 0 writes under `<results>/.rank-N`), else alone.
-fn with_peer<F>(spec: &Spec, options: &RunOptions, body: F) -> Result<(), RunError>
+/// (joined before; rank N > 0 writes under `<results>/.rank-N`), else alone.
+fn with_peer<R, F>(spec: &Spec, options: &RunOptions, body: F) -> Result<R, RunError>
 where
-    F: FnOnce(&RunOptions, Option<&Peer>) -> Result<(), RunError>,
+    F: FnOnce(&RunOptions, Option<&Peer>) -> Result<R, RunError>,
 {
     let Some(distributed) = &spec.distributed else {
         return body(options, None);
