@@ -94,6 +94,22 @@ pub fn check_tokens<B: Backend>(
     Ok(())
 }
 
+/// Logits `[B, T, V]` of a head tied to the embedding `[V, d]`: `h · Eᵀ`. burn-ndarray's matmul
+/// copies a transposed operand whole on every call (113 MB for SmolLM2's embedding), so with
+/// fewer rows than `d` (decoding one token) it computes `(E · hᵀ)ᵀ`, which reads `E` as it lies
+/// and copies at most the `[V, rows]` result.
+pub fn tied_logits<B: Backend>(hidden: Tensor<B, 3>, embedding: Tensor<B, 2>) -> Tensor<B, 3> {
+    let [b, t, d] = hidden.dims();
+    let vocab = embedding.dims()[0];
+    let rows = hidden.reshape([b * t, d]);
+    let logits = if b * t < d {
+        embedding.matmul(rows.transpose()).transpose()
+    } else {
+        rows.matmul(embedding.transpose())
+    };
+    logits.reshape([b, t, vocab])
+}
+
 /// A decoder that can run incrementally with per-layer caches (generation).
 pub trait CausalLm<B: Backend> {
     fn num_layers(&self) -> usize;

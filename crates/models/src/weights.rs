@@ -59,6 +59,15 @@ fn stored_dims<const D: usize>(dims: [usize; D], layout: Layout) -> Vec<usize> {
     dims
 }
 
+/// A loaded weight in a fresh row-major buffer. A transposed (HF's and GGUF's `[out, in]`
+/// as the model's `[in, out]`) or column-split (GPT-2's fused q, k, v) view would stay strided,
+/// and burn-ndarray's matmul reshapes its operands, which copies a strided view whole on every
+/// call: a copy of every weight per forward, three quarters of a SmolLM2-135M decoding step.
+pub(crate) fn laid_out<B: Backend, const D: usize>(view: Tensor<B, D>) -> Tensor<B, D> {
+    let device = view.device();
+    Tensor::from_data(view.into_data(), &device)
+}
+
 fn replace<B: Backend, const D: usize>(
     param: Param<Tensor<B, D>>,
     value: Tensor<B, D>,
@@ -233,7 +242,7 @@ impl<B: Backend> WeightVisitor<B> for SafetensorsLoader<B> {
         let expected = stored_dims(param.dims(), layout);
         let loaded = self.take::<D>(name, expected)?;
         let loaded = if layout == Layout::Transposed {
-            loaded.transpose()
+            laid_out(loaded.transpose())
         } else {
             loaded
         };
@@ -262,7 +271,7 @@ impl<B: Backend> WeightVisitor<B> for SafetensorsLoader<B> {
         Ok(params
             .into_iter()
             .zip(parts)
-            .map(|(p, part)| replace(p, part))
+            .map(|(p, part)| replace(p, laid_out(part)))
             .collect())
     }
 }

@@ -135,12 +135,7 @@ impl<B: Backend> Gpt2<B> {
 
     /// Tied LM head on normalised hidden states: `h · wteᵀ`.
     fn head(&self, normed: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [b, t, d] = normed.dims();
-        let vocab = self.config.vocab_size;
-        normed
-            .reshape([b * t, d])
-            .matmul(self.wte.weight.val().transpose())
-            .reshape([b, t, vocab])
+        crate::common::tied_logits(normed, self.wte.weight.val())
     }
 
     /// The hidden states after `ln_f`, `[B, T, d]`, and each layer's captured attention.

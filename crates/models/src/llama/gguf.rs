@@ -120,7 +120,7 @@ impl<B: Backend> WeightVisitor<B> for GgufLoader<'_, B> {
         }
         let loaded = self.load::<D>(name, expected)?;
         let loaded = if layout == Layout::Transposed {
-            loaded.transpose()
+            crate::weights::laid_out(loaded.transpose())
         } else {
             loaded
         };

@@ -134,13 +134,7 @@ impl<B: Backend> Llama<B> {
         let hidden = self.norm.forward(hidden);
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => {
-                let [b, t, d] = hidden.dims();
-                hidden
-                    .reshape([b * t, d])
-                    .matmul(self.embed_tokens.weight.val().transpose())
-                    .reshape([b, t, self.config.vocab_size])
-            }
+            None => crate::common::tied_logits(hidden, self.embed_tokens.weight.val()),
         }
     }
 
