@@ -95,9 +95,10 @@ pub fn check_tokens<B: Backend>(
 }
 
 /// Logits `[B, T, V]` of a head tied to the embedding `[V, d]`: `h · Eᵀ`. burn-ndarray's matmul
-/// copies a transposed operand whole on every call (113 MB for SmolLM2's embedding), so with
-/// fewer rows than `d` (decoding one token) it computes `(E · hᵀ)ᵀ`, which reads `E` as it lies
-/// and copies at most the `[V, rows]` result.
+/// copies its operands on every call, and `Eᵀ` (113 MB for SmolLM2) is copied element by
+/// element in strided order (see `weights::laid_out`), so with fewer rows than `d` (decoding
+/// one token) it computes `(E · hᵀ)ᵀ`, where `E` is copied as one block and only the small
+/// `hᵀ` is strided.
 pub fn tied_logits<B: Backend>(hidden: Tensor<B, 3>, embedding: Tensor<B, 2>) -> Tensor<B, 3> {
     let [b, t, d] = hidden.dims();
     let vocab = embedding.dims()[0];

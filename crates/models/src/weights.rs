@@ -51,7 +51,7 @@ pub trait WeightVisitor<B: Backend> {
     ) -> Result<Vec<Param<Tensor<B, D>>>, WeightError>;
 }
 
-fn stored_dims<const D: usize>(dims: [usize; D], layout: Layout) -> Vec<usize> {
+pub(crate) fn stored_dims<const D: usize>(dims: [usize; D], layout: Layout) -> Vec<usize> {
     let mut dims = dims.to_vec();
     if layout == Layout::Transposed && D == 2 {
         dims.swap(0, 1);
@@ -59,16 +59,29 @@ fn stored_dims<const D: usize>(dims: [usize; D], layout: Layout) -> Vec<usize> {
     dims
 }
 
-/// A loaded weight in a fresh row-major buffer. A transposed (HF's and GGUF's `[out, in]`
-/// as the model's `[in, out]`) or column-split (GPT-2's fused q, k, v) view would stay strided,
-/// and burn-ndarray's matmul reshapes its operands, which copies a strided view whole on every
-/// call: a copy of every weight per forward, three quarters of a SmolLM2-135M decoding step.
+/// A tensor read in its stored layout, in the model's (see [`laid_out`] for why a transposed
+/// one is copied rather than kept as a view).
+pub(crate) fn in_model_layout<B: Backend, const D: usize>(
+    stored: Tensor<B, D>,
+    layout: Layout,
+) -> Tensor<B, D> {
+    match layout {
+        Layout::AsIs => stored,
+        Layout::Transposed => laid_out(stored.transpose()),
+    }
+}
+
+/// A loaded weight in a fresh row-major buffer. burn-ndarray's matmul copies its operands on
+/// every call (its reshape copies even a row-major array); a row-major weight is copied as one
+/// block, but a transposed (HF's and GGUF's `[out, in]` as the model's `[in, out]`) or
+/// column-split (GPT-2's fused q, k, v) view is gathered element by element in strided order,
+/// which was most of a SmolLM2-135M decoding step (README, "Decoding speed").
 pub(crate) fn laid_out<B: Backend, const D: usize>(view: Tensor<B, D>) -> Tensor<B, D> {
     let device = view.device();
     Tensor::from_data(view.into_data(), &device)
 }
 
-fn replace<B: Backend, const D: usize>(
+pub(crate) fn replace<B: Backend, const D: usize>(
     param: Param<Tensor<B, D>>,
     value: Tensor<B, D>,
 ) -> Param<Tensor<B, D>> {
@@ -241,12 +254,7 @@ impl<B: Backend> WeightVisitor<B> for SafetensorsLoader<B> {
     ) -> Result<Param<Tensor<B, D>>, WeightError> {
         let expected = stored_dims(param.dims(), layout);
         let loaded = self.take::<D>(name, expected)?;
-        let loaded = if layout == Layout::Transposed {
-            laid_out(loaded.transpose())
-        } else {
-            loaded
-        };
-        Ok(replace(param, loaded))
+        Ok(replace(param, in_model_layout(loaded, layout)))
     }
 
     fn constant<const D: usize>(

@@ -14,7 +14,7 @@ use super::tokenizer::gguf_tokenizer;
 use crate::error::{ModelError, WeightError};
 use crate::gguf::GgufFile;
 use crate::tokenizer::TextTokenizer;
-use crate::weights::{Layout, WeightVisitor};
+use crate::weights::{Layout, WeightVisitor, in_model_layout, replace, stored_dims};
 
 /// The GGUF name of an HF Llama tensor.
 fn gguf_name(hf: &str) -> Option<String> {
@@ -114,20 +114,8 @@ impl<B: Backend> WeightVisitor<B> for GgufLoader<'_, B> {
         layout: Layout,
     ) -> Result<Param<Tensor<B, D>>, WeightError> {
         // GGUF matrices are [out, in] like torch's: the same layout rule as HF.
-        let mut expected = param.dims().to_vec();
-        if layout == Layout::Transposed {
-            expected.reverse();
-        }
-        let loaded = self.load::<D>(name, expected)?;
-        let loaded = if layout == Layout::Transposed {
-            crate::weights::laid_out(loaded.transpose())
-        } else {
-            loaded
-        };
-        Ok(Param::initialized(
-            param.id,
-            loaded.set_require_grad(param.is_require_grad()),
-        ))
+        let loaded = self.load::<D>(name, stored_dims(param.dims(), layout))?;
+        Ok(replace(param, in_model_layout(loaded, layout)))
     }
 
     fn constant<const D: usize>(
