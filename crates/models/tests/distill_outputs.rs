@@ -1,5 +1,6 @@
 //! `AttentionMode::DistillOutputs`: conversion mode whose captures also hold the teacher's and
-//! the student's attention outputs. Everything else it returns is bit-identical to `Distill`;
+//! the student's attention outputs. Everything else it returns is bit-identical to `Distill`,
+//! and `DistillOutputsOnly` returns the same without the students' weights;
 //! the other modes carry no outputs; a window covering the sequence makes the student's output
 //! the teacher's; padded queries leave the real rows' outputs alone; gradients of an output
 //! loss reach the maps and window factors and nothing of the frozen base.
@@ -103,6 +104,62 @@ fn distill_outputs_adds_both_outputs_and_changes_nothing_else() {
             .iter()
             .all(|c| c.teacher_output.is_none() && c.student_output.is_none())
     );
+}
+
+/// `DistillOutputsOnly` is `DistillOutputs` without the students' weights and kernel: every
+/// tensor it keeps is bit-identical, and `captures` (no head) returns what `forward` captures.
+#[test]
+fn distill_outputs_only_keeps_the_outputs_and_drops_the_students_weights() {
+    let mixed = vec![AttentionConfig::Softmax, windowed(3, 1e-6)];
+    let only = gpt2_captures(mixed.clone(), AttentionMode::DistillOutputsOnly);
+    let full = gpt2_captures(mixed, AttentionMode::DistillOutputs);
+    assert_eq!(only.len(), full.len());
+    for (layer, (only, full)) in only.iter().zip(&full).enumerate() {
+        assert!(same(&only.teacher, &full.teacher), "layer {layer}: teacher");
+        assert!(same(&only.scores, &full.scores), "layer {layer}: scores");
+        assert!(
+            same_opt(&only.teacher_output, &full.teacher_output)
+                && same_opt(&only.student_output, &full.student_output),
+            "layer {layer}: outputs"
+        );
+        assert!(
+            only.student.is_none() && only.kernel.is_none(),
+            "layer {layer}: no student weights or kernel"
+        );
+        assert_eq!(
+            full.student.is_some(),
+            layer == 1,
+            "layer {layer}: DistillOutputs keeps the linear layer's weights"
+        );
+    }
+    let model = Llama::<B>::from_pretrained(
+        fixture_dir("llama"),
+        Some(vec![windowed(3, 1e-6)]),
+        &Default::default(),
+    )
+    .unwrap();
+    let ids = int_tensor::<B>(&golden("llama"), "input_ids");
+    for mode in [
+        AttentionMode::Distill,
+        AttentionMode::DistillOutputsOnly,
+        AttentionMode::Configured,
+    ] {
+        let captures = model.captures(ids.clone(), None, mode).unwrap();
+        let forward = model
+            .forward(ids.clone(), None, mode, true)
+            .unwrap()
+            .attention;
+        assert_eq!(captures.len(), 2, "{mode:?}: one capture per layer");
+        for (layer, (a, b)) in captures.iter().zip(&forward).enumerate() {
+            let what = format!("{mode:?}, layer {layer}");
+            assert!(same(&a.teacher, &b.teacher), "{what}: teacher");
+            assert!(same_opt(&a.student, &b.student), "{what}: student");
+            assert!(
+                same_opt(&a.student_output, &b.student_output),
+                "{what}: student output"
+            );
+        }
+    }
 }
 
 /// With `ε = 0` a window of `W ≥ T` keys is softmax attention, so the student's output is the

@@ -18,17 +18,29 @@ pub enum AttentionMode {
     /// attention outputs (an output loss, LoLCATs' stage 1). A mode of its own so that weight
     /// distillation and the analysis do not pay for the student's extra forward.
     DistillOutputs,
+    /// [`AttentionMode::DistillOutputs`] without the student's weights and kernel (`None` in
+    /// every capture): an output loss that weighs no weights needs neither, and each is
+    /// a `T × T` tensor per head (with a window, built by the composed reference code).
+    DistillOutputsOnly,
 }
 
 impl AttentionMode {
     /// Whether each layer outputs the softmax teacher's result and captures its student.
     pub fn distills(self) -> bool {
-        matches!(self, Self::Distill | Self::DistillOutputs)
+        matches!(
+            self,
+            Self::Distill | Self::DistillOutputs | Self::DistillOutputsOnly
+        )
     }
 
     /// Whether the captures carry the attention outputs.
     pub fn captures_outputs(self) -> bool {
-        self == Self::DistillOutputs
+        matches!(self, Self::DistillOutputs | Self::DistillOutputsOnly)
+    }
+
+    /// Whether the captures of linear layers carry the student's weights and kernel.
+    pub fn captures_student_weights(self) -> bool {
+        self != Self::DistillOutputsOnly
     }
 }
 
@@ -38,21 +50,23 @@ impl AttentionMode {
 pub struct AttentionCapture<B: Backend> {
     /// Softmax weights (detached).
     pub teacher: Tensor<B, 4>,
-    /// The linear map's weights (`None` for a softmax layer), with gradients to the maps; with
-    /// a window, the combined window and linear weights.
+    /// The linear map's weights (`None` for a softmax layer, and in
+    /// [`AttentionMode::DistillOutputsOnly`]), with gradients to the maps; with a window, the
+    /// combined window and linear weights.
     pub student: Option<Tensor<B, 4>>,
     /// Raw scaled scores `q·k/√d` of the teacher (detached).
     pub scores: Tensor<B, 4>,
-    /// The linear map's unnormalised kernel `φ(q_i)·φ(k_j)` (`None` for a softmax layer),
+    /// The linear map's unnormalised kernel `φ(q_i)·φ(k_j)` (`None` where `student` is),
     /// 0 where the student's weights are masked; detached. The student's weights are its rows
     /// divided by their sums `+ ε`.
     pub kernel: Option<Tensor<B, 4>>,
-    /// The softmax output `a v` without dropout (detached); only in
-    /// [`AttentionMode::DistillOutputs`].
+    /// The softmax output `a v` without dropout (detached); only in the modes that
+    /// [capture outputs](AttentionMode::captures_outputs).
     pub teacher_output: Option<Tensor<B, 4>>,
     /// The layer's own output on the same (detached) `q, k, v`: its linear form, or with a
-    /// window the window form; gradients reach the maps and the window factors. Only in
-    /// [`AttentionMode::DistillOutputs`], and `None` for a softmax layer.
+    /// window the window form; gradients reach the maps and the window factors. Only in the
+    /// modes that [capture outputs](AttentionMode::captures_outputs), and `None` for a
+    /// softmax layer.
     pub student_output: Option<Tensor<B, 4>>,
 }
 
@@ -78,16 +92,21 @@ impl<B: Backend> AttentionCapture<B> {
     ) -> Result<Self, AttentionError> {
         let (q, k, v) = (x.q.detach(), x.k.detach(), x.v.detach());
         let (student, kernel, student_output) = match x.linear {
-            Some(linear) => (
-                Some(linear.weights(q.clone(), k.clone(), x.causal, x.key_padding)?),
-                Some(kernel(
-                    linear,
-                    q.clone(),
-                    k.clone(),
-                    x.causal,
-                    x.key_padding,
-                )?),
-                match mode.captures_outputs() {
+            Some(linear) => {
+                let (student, kernel) = match mode.captures_student_weights() {
+                    true => (
+                        Some(linear.weights(q.clone(), k.clone(), x.causal, x.key_padding)?),
+                        Some(kernel(
+                            linear,
+                            q.clone(),
+                            k.clone(),
+                            x.causal,
+                            x.key_padding,
+                        )?),
+                    ),
+                    false => (None, None),
+                };
+                let output = match mode.captures_outputs() {
                     true => Some(linear.forward(
                         q.clone(),
                         k.clone(),
@@ -96,8 +115,9 @@ impl<B: Backend> AttentionCapture<B> {
                         x.key_padding,
                     )?),
                     false => None,
-                },
-            ),
+                };
+                (student, kernel, output)
+            }
             None => (None, None, None),
         };
         let teacher = teacher.detach();

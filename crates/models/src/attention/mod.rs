@@ -172,7 +172,8 @@ impl<B: Backend> SelfAttention<B> {
     ///
     /// With `capture`, also returns the teacher's and student's weights and the student's
     /// kernel (quadratic cost); the distilling modes always capture
-    /// ([`AttentionMode::DistillOutputs`] adds both outputs).
+    /// ([`AttentionMode::DistillOutputs`] adds both outputs,
+    /// [`AttentionMode::DistillOutputsOnly`] keeps the outputs and drops the student's weights).
     pub fn forward(
         &self,
         x: Tensor<B, 3>,

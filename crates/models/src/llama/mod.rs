@@ -163,6 +163,18 @@ impl<B: Backend> Llama<B> {
         Ok((hidden, attention))
     }
 
+    /// Each layer's captured attention for `tokens: [B, T]`, without the LM head: what a
+    /// distillation step needs (the head is a fifth of SmolLM2's multiply-adds, a third of
+    /// GPT-2's).
+    pub fn captures(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        key_padding: Option<&Tensor<B, 2, Bool>>,
+        mode: AttentionMode,
+    ) -> Result<Vec<crate::AttentionCapture<B>>, ModelError> {
+        Ok(self.final_hidden(tokens, key_padding, mode, true)?.1)
+    }
+
     /// Logits `[B, T, V]` for `tokens: [B, T]`; `key_padding: [B, T]` (true = padding).
     pub fn forward(
         &self,

@@ -106,6 +106,11 @@ impl DistillLoss {
         self.output_mse > 0.0
     }
 
+    /// Whether any weight loss is weighed (the students' `T × T` weights must be formed).
+    pub fn needs_weights(&self) -> bool {
+        self.weight_ce > 0.0 || self.weight_kl > 0.0
+    }
+
     /// Every weight finite and non-negative, and at least one positive; `at` names the stage.
     pub(super) fn validate(&self, at: &str) -> Result<(), String> {
         for component in DistillComponent::ATTENTION {
@@ -192,13 +197,14 @@ mod tests {
             loss.components(),
             vec![(DistillComponent::OutputMse, 1000.0)]
         );
-        assert!(loss.needs_outputs());
+        assert!(loss.needs_outputs() && !loss.needs_weights());
         let default = DistillLoss::default();
         assert_eq!(
             default.components(),
             vec![(DistillComponent::WeightCe, 1.0)]
         );
-        assert!(!default.needs_outputs());
+        assert!(!default.needs_outputs() && default.needs_weights());
+        assert!(parse("{weight_kl: 1}").unwrap().needs_weights());
         let all = parse("{weight_ce: 0.5, weight_kl: 2, output_mse: 1000}").unwrap();
         let names: Vec<_> = all.components().iter().map(|(c, _)| c.column()).collect();
         assert_eq!(

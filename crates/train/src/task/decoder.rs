@@ -8,7 +8,7 @@ use hedgehog_models::generation::GenerationProfile;
 use hedgehog_models::gpt2::Gpt2;
 use hedgehog_models::llama::Llama;
 use hedgehog_models::tokenizer::TextTokenizer;
-use hedgehog_models::{AttentionMode, CausalLm, ModelError, ModelOutput};
+use hedgehog_models::{AttentionCapture, AttentionMode, CausalLm, ModelError, ModelOutput};
 
 use super::models;
 use crate::error::RunError;
@@ -36,6 +36,13 @@ pub trait LanguageModel<B: Backend>: CausalLm<B> {
         mode: AttentionMode,
         capture: bool,
     ) -> Result<ModelOutput<B>, ModelError>;
+
+    /// Each layer's captured attention in `mode`, without the head's logits (distillation).
+    fn lm_captures(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mode: AttentionMode,
+    ) -> Result<Vec<AttentionCapture<B>>, ModelError>;
 
     /// Mean cross-entropy against `targets` (row-major over `[B, T]`), through the fused head
     /// and loss (no `[B, T, V]` logits on the CPU backend).
@@ -65,6 +72,14 @@ macro_rules! language_model {
                 capture: bool,
             ) -> Result<ModelOutput<B>, ModelError> {
                 self.forward(tokens, None, mode, capture)
+            }
+
+            fn lm_captures(
+                &self,
+                tokens: Tensor<B, 2, Int>,
+                mode: AttentionMode,
+            ) -> Result<Vec<AttentionCapture<B>>, ModelError> {
+                self.captures(tokens, None, mode)
             }
 
             fn lm_loss(

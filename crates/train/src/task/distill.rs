@@ -23,12 +23,13 @@ pub struct DistillBatch<B: Backend> {
     pub query_padding: Option<Tensor<B, 2, Bool>>,
 }
 
-/// The mode a task runs its model in for `loss`: outputs are captured only when weighed.
+/// The mode a task runs its model in for `loss`: outputs are captured only when weighed, the
+/// students' weights only when a weight loss is.
 pub fn distill_mode(loss: &DistillLoss) -> AttentionMode {
-    if loss.needs_outputs() {
-        AttentionMode::DistillOutputs
-    } else {
-        AttentionMode::Distill
+    match (loss.needs_outputs(), loss.needs_weights()) {
+        (true, true) => AttentionMode::DistillOutputs,
+        (true, false) => AttentionMode::DistillOutputsOnly,
+        (false, _) => AttentionMode::Distill,
     }
 }
 
@@ -105,13 +106,11 @@ pub fn distillation_loss<B: Backend>(
         .layers
         .into_iter()
         .enumerate()
-        .filter_map(|(layer, capture)| {
-            let student = capture.student?;
-            Some(Student {
-                layer,
-                weights: (capture.teacher, student),
-                outputs: capture.teacher_output.zip(capture.student_output),
-            })
+        .filter(|(_, capture)| capture.student.is_some() || capture.student_output.is_some())
+        .map(|(layer, capture)| Student {
+            layer,
+            weights: capture.student.map(|student| (capture.teacher, student)),
+            outputs: capture.teacher_output.zip(capture.student_output),
         })
         .collect();
     if students.is_empty() {
@@ -152,11 +151,11 @@ pub fn distillation_loss<B: Backend>(
     Ok(DistillValue { total, parts })
 }
 
-/// A layer with a linear student: its index in the model, (teacher, student) weights and,
-/// when captured, (teacher, student) outputs.
+/// A layer with a linear student: its index in the model and, when captured, its (teacher,
+/// student) weights and outputs.
 struct Student<B: Backend> {
     layer: usize,
-    weights: (Tensor<B, 4>, Tensor<B, 4>),
+    weights: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
     outputs: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
 }
 
@@ -166,16 +165,30 @@ fn component_loss<B: Backend>(
     students: &[Student<B>],
     padding: Option<&Tensor<B, 2, Bool>>,
 ) -> Result<(Tensor<B, 1>, Tensor<B, 2>), RunError> {
-    let weights = || students.iter().map(|s| s.weights.clone()).collect();
+    let weights = || {
+        students
+            .iter()
+            .map(|s| {
+                s.weights.clone().ok_or_else(|| {
+                    RunError::Config(format!(
+                        "layer {} captured no student weights for {}; run the model in \
+                         AttentionMode::Distill or DistillOutputs",
+                        s.layer,
+                        component.name()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
     Ok(match component {
         DistillComponent::WeightCe => distill::layerwise_loss(
-            weights(),
+            weights()?,
             RowLoss::SoftCrossEntropy,
             Reduction::Mean,
             padding,
         )?,
         DistillComponent::WeightKl => {
-            distill::layerwise_loss(weights(), RowLoss::Kl, Reduction::Mean, padding)?
+            distill::layerwise_loss(weights()?, RowLoss::Kl, Reduction::Mean, padding)?
         }
         DistillComponent::OutputMse => {
             let outputs = students
@@ -358,7 +371,10 @@ mod tests {
             "{err}"
         );
         let mut batch = fixture(&logits, &values);
-        batch.layers.iter_mut().for_each(|c| c.student = None);
+        batch.layers.iter_mut().for_each(|c| {
+            c.student = None;
+            c.student_output = None;
+        });
         let Err(err) = distillation_loss(batch, &DistillLoss::default()) else {
             panic!("no students")
         };
@@ -366,6 +382,48 @@ mod tests {
             err.to_string()
                 .contains("at least one linear-attention layer"),
             "{err}"
+        );
+    }
+
+    /// `DistillOutputsOnly` captures no student weights: an output loss alone is bit-identical
+    /// without them, gradient included, and a weight loss asked of them is a clear error.
+    #[test]
+    fn an_output_loss_needs_no_student_weights() {
+        let loss = DistillLoss {
+            weight_ce: 0.0,
+            output_mse: 1000.0,
+            ..DistillLoss::default()
+        };
+        assert_eq!(distill_mode(&loss), AttentionMode::DistillOutputsOnly);
+        let (logits, values) = leaves();
+        let with = distillation_loss(fixture(&logits, &values), &loss).unwrap();
+        let with_grad = values.grad(&with.total.clone().backward()).unwrap();
+        let (logits, values) = leaves();
+        let mut batch = fixture(&logits, &values);
+        batch.layers.iter_mut().for_each(|c| c.student = None);
+        let without = distillation_loss(batch, &loss).unwrap();
+        assert_eq!(bits(without.total.clone()), bits(with.total), "the loss");
+        let without_grad = values.grad(&without.total.backward()).unwrap();
+        assert_eq!(bits(without_grad), bits(with_grad), "its gradient");
+        assert_eq!(without.parts, with.parts, "the logged parts");
+        let mut batch = fixture(&logits, &values);
+        batch.layers.iter_mut().for_each(|c| c.student = None);
+        let both = DistillLoss {
+            weight_ce: 1.0,
+            ..loss
+        };
+        assert_eq!(distill_mode(&both), AttentionMode::DistillOutputs);
+        let Err(err) = distillation_loss(batch, &both) else {
+            panic!("no student weights")
+        };
+        assert!(
+            err.to_string()
+                .contains("layer 1 captured no student weights for weight_ce"),
+            "{err}"
+        );
+        assert_eq!(
+            distill_mode(&DistillLoss::default()),
+            AttentionMode::Distill
         );
     }
 

@@ -290,7 +290,7 @@ where
         let (inputs, _) = self.blocks(self.train.tokens(), examples);
         let inputs = int_tensor::<B>(inputs, [examples.len(), self.context], device);
         Ok(DistillBatch {
-            layers: model.lm_forward(inputs, mode, false)?.attention,
+            layers: model.lm_captures(inputs, mode)?,
             query_padding: None,
         })
     }

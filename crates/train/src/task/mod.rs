@@ -111,8 +111,8 @@ pub trait Task<B: AutodiffBackend>: Sync {
     ) -> Result<Tensor<B, 1>, RunError>;
 
     /// Every layer's attention on training `examples` for the distillation loss
-    /// ([`distillation_loss`]), the model run in `mode` (`Distill`, or `DistillOutputs` when
-    /// the outputs are weighed: see [`distill::distill_mode`]), with the padding of the query
+    /// ([`distillation_loss`]), the model run in `mode` (`Distill`, `DistillOutputs` or
+    /// `DistillOutputsOnly`, by what is weighed: see [`distill::distill_mode`]), with the padding of the query
     /// rows. `seed` as for [`Task::loss`].
     fn distill_batch(
         &self,

@@ -102,7 +102,7 @@ where
         let (inputs, _) = Self::rows(&self.train, examples);
         let inputs = int_tensor::<B>(inputs, [examples.len(), self.config.seq_len], device);
         Ok(DistillBatch {
-            layers: model.lm_forward(inputs, mode, false)?.attention,
+            layers: model.lm_captures(inputs, mode)?,
             query_padding: None,
         })
     }
