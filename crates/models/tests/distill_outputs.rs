@@ -42,6 +42,16 @@ fn gpt2_captures(attention: Vec<AttentionConfig>, mode: AttentionMode) -> Vec<At
     model.forward(ids, None, mode, false).unwrap().attention
 }
 
+/// The Llama fixture with a 3-key window + Hedgehog in every layer, on backend `Bk`.
+fn windowed_llama<Bk: burn::tensor::backend::Backend>() -> Llama<Bk> {
+    Llama::<Bk>::from_pretrained(
+        fixture_dir("llama"),
+        Some(vec![windowed(3, 1e-6)]),
+        &Default::default(),
+    )
+    .unwrap()
+}
+
 fn same(a: &Tensor<B, 4>, b: &Tensor<B, 4>) -> bool {
     values(a) == values(b)
 }
@@ -132,12 +142,7 @@ fn distill_outputs_only_keeps_the_outputs_and_drops_the_students_weights() {
             "layer {layer}: DistillOutputs keeps the linear layer's weights"
         );
     }
-    let model = Llama::<B>::from_pretrained(
-        fixture_dir("llama"),
-        Some(vec![windowed(3, 1e-6)]),
-        &Default::default(),
-    )
-    .unwrap();
+    let model = windowed_llama::<B>();
     let ids = int_tensor::<B>(&golden("llama"), "input_ids");
     for mode in [
         AttentionMode::Distill,
@@ -224,12 +229,7 @@ fn padding_leaves_the_real_rows_outputs_alone() {
 
 #[test]
 fn an_output_loss_trains_the_maps_and_window_factors_only() {
-    let model = Llama::<AdB>::from_pretrained(
-        fixture_dir("llama"),
-        Some(vec![windowed(3, 1e-6)]),
-        &Default::default(),
-    )
-    .unwrap();
+    let model = windowed_llama::<AdB>();
     let ids = int_tensor::<AdB>(&golden("llama"), "input_ids");
     let out = model
         .forward(ids, None, AttentionMode::DistillOutputs, false)

@@ -165,20 +165,29 @@ fn component_loss<B: Backend>(
     students: &[Student<B>],
     padding: Option<&Tensor<B, 2, Bool>>,
 ) -> Result<(Tensor<B, 1>, Tensor<B, 2>), RunError> {
-    let weights = || {
+    // Every student's (teacher, student) pair of what `component` weighs, or the first layer
+    // that did not capture it, named with the mode that does.
+    type Pairs<B> = Vec<(Tensor<B, 4>, Tensor<B, 4>)>;
+    let captured = |what: &str, mode: &str, pair: fn(&Student<B>) -> &Option<_>| {
         students
             .iter()
             .map(|s| {
-                s.weights.clone().ok_or_else(|| {
+                pair(s).clone().ok_or_else(|| {
                     RunError::Config(format!(
-                        "layer {} captured no student weights for {}; run the model in \
-                         AttentionMode::Distill or DistillOutputs",
+                        "layer {} captured no {what} for {}; run the model in {mode}",
                         s.layer,
                         component.name()
                     ))
                 })
             })
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Pairs<B>, _>>()
+    };
+    let weights = || {
+        captured(
+            "student weights",
+            "AttentionMode::Distill or DistillOutputs",
+            |s| &s.weights,
+        )
     };
     Ok(match component {
         DistillComponent::WeightCe => distill::layerwise_loss(
@@ -191,18 +200,9 @@ fn component_loss<B: Backend>(
             distill::layerwise_loss(weights()?, RowLoss::Kl, Reduction::Mean, padding)?
         }
         DistillComponent::OutputMse => {
-            let outputs = students
-                .iter()
-                .map(|s| {
-                    s.outputs.clone().ok_or_else(|| {
-                        RunError::Config(format!(
-                            "layer {} captured no attention outputs for output_mse; run the \
-                             model in AttentionMode::DistillOutputs",
-                            s.layer
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let outputs = captured("attention outputs", "AttentionMode::DistillOutputs", |s| {
+                &s.outputs
+            })?;
             distill::layerwise_output_loss(outputs, Reduction::Mean, padding)?
         }
         DistillComponent::LogitKl | DistillComponent::Lm => {
@@ -270,6 +270,14 @@ mod tests {
                 TensorData::new(padding, [BATCH, LEN]),
                 &Default::default(),
             )),
+        }
+    }
+
+    /// The error `distillation_loss` gives for `batch` and `loss` (it must fail).
+    fn error_of(batch: DistillBatch<Ad>, loss: &DistillLoss) -> String {
+        match distillation_loss(batch, loss) {
+            Ok(_) => panic!("expected an error for {loss:?}"),
+            Err(err) => err.to_string(),
         }
     }
 
@@ -362,12 +370,9 @@ mod tests {
             output_mse: 1.0,
             ..DistillLoss::default()
         };
-        let Err(err) = distillation_loss(batch, &loss) else {
-            panic!("no outputs")
-        };
+        let err = error_of(batch, &loss);
         assert!(
-            err.to_string()
-                .contains("layer 2 captured no attention outputs"),
+            err.contains("layer 2 captured no attention outputs"),
             "{err}"
         );
         let mut batch = fixture(&logits, &values);
@@ -375,14 +380,8 @@ mod tests {
             c.student = None;
             c.student_output = None;
         });
-        let Err(err) = distillation_loss(batch, &DistillLoss::default()) else {
-            panic!("no students")
-        };
-        assert!(
-            err.to_string()
-                .contains("at least one linear-attention layer"),
-            "{err}"
-        );
+        let err = error_of(batch, &DistillLoss::default());
+        assert!(err.contains("at least one linear-attention layer"), "{err}");
     }
 
     /// `DistillOutputsOnly` captures no student weights: an output loss alone is bit-identical
@@ -413,12 +412,9 @@ mod tests {
             ..loss
         };
         assert_eq!(distill_mode(&both), AttentionMode::DistillOutputs);
-        let Err(err) = distillation_loss(batch, &both) else {
-            panic!("no student weights")
-        };
+        let err = error_of(batch, &both);
         assert!(
-            err.to_string()
-                .contains("layer 1 captured no student weights for weight_ce"),
+            err.contains("layer 1 captured no student weights for weight_ce"),
             "{err}"
         );
         assert_eq!(
