@@ -17,6 +17,12 @@ halves not counted, backward counted as twice the forward, the same count for bo
 over the time, next to the machine's peak (threads x 32 flop/cycle x clock: two 256-bit FMA
 pipes a core).
 
+With --device cuda both sides run on the GPU (ours: `scaling --serve --backend cuda` from a
+`--features cuda` build; PyTorch: eager and SDPA, which is FlashAttention there, timed with
+torch.cuda.synchronize()); peak MiB is then ours: the device memory the process holds after the
+case above what it held before the first (nvidia-smi), PyTorch: torch.cuda.max_memory_allocated
+above the allocation before the case. No machine-peak column there.
+
 Writes <out>.csv and <out>.md. Needs PyTorch (`pip install torch`); CI never runs this.
 """
 
@@ -35,6 +41,7 @@ def parse_args():
     p.add_argument("--rust", default="target/release/examples/scaling")
     p.add_argument("--out", default="results/bench/compare_cpu")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--lengths", default="256,1024,4096,16384")
     p.add_argument("--variants", default="softmax,hedgehog_exp,hedgehog_split,hedgehog_joint,elu,taylor")
     p.add_argument("--passes", default="forward,forward_backward")
@@ -132,7 +139,7 @@ def peak_gflops():
 class Rust:
     def __init__(self, path):
         self.proc = subprocess.Popen(
-            [path, "--serve", "--backend", "ndarray"],
+            [path, "--serve", "--backend", "ndarray" if ARGS.device == "cpu" else "cuda"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def run(self, variant, causal, pass_, t):
@@ -151,14 +158,27 @@ class Rust:
         self.proc.wait()
 
 
+def sync():
+    if ARGS.device == "cuda":
+        torch.cuda.synchronize()
+
+
 def run_torch(variant, impl, causal, pass_, t, gen):
     backward = pass_ == "forward_backward"
-    reset = reset_peak_rss()
-    base = status_mib("VmRSS")
-    q = torch.randn(B, H, t, D, generator=gen).mul_(0.5).requires_grad_(backward)
-    k = torch.randn(B, H, t, D, generator=gen).mul_(0.5).requires_grad_(backward)
-    v = torch.randn(B, H, t, DV, generator=gen).requires_grad_(backward)
-    params = ta.make_params(variant, H, D, backward)
+    dev = ARGS.device
+    if dev == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        reset, base = True, torch.cuda.memory_allocated() / 2 ** 20
+    else:
+        reset, base = reset_peak_rss(), status_mib("VmRSS")
+
+    def leaf(x):
+        return x.to(dev).requires_grad_(backward)
+    q = leaf(torch.randn(B, H, t, D, generator=gen).mul_(0.5))
+    k = leaf(torch.randn(B, H, t, D, generator=gen).mul_(0.5))
+    v = leaf(torch.randn(B, H, t, DV, generator=gen))
+    params = [leaf(p.detach()) for p in ta.make_params(variant, H, D, backward)]
     leaves = [q, k, v] + params
     fn = ta.attention_fn(variant, impl, q, k, v, params, causal)
 
@@ -166,19 +186,26 @@ def run_torch(variant, impl, causal, pass_, t, gen):
         if backward:
             for x in leaves:
                 x.grad = None
+            sync()
             start = time.perf_counter()
             fn().sum().backward()
+            sync()
             return time.perf_counter() - start
         with torch.no_grad():
+            sync()
             start = time.perf_counter()
             y = fn()
+            sync()
             elapsed = time.perf_counter() - start
         del y
         return elapsed
 
     once()
     times = sorted(once() * 1e3 for _ in range(ARGS.repeats))
-    peak = status_mib("VmHWM") - base if reset else float("nan")
+    if dev == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2 ** 20 - base
+    else:
+        peak = status_mib("VmHWM") - base if reset else float("nan")
     return times, peak
 
 
@@ -197,6 +224,9 @@ def main():
         if v not in ta.VARIANTS:
             sys.exit(f"unknown variant {v}; known: {', '.join(ta.VARIANTS)}")
     peak, mhz = peak_gflops()
+    if ARGS.device == "cuda":
+        peak, mhz = float("nan"), float("nan")
+        log(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}")
     log(f"torch {torch.__version__}, {ARGS.threads} threads, peak ~{peak:.0f} GFLOP/s "
         f"({ARGS.threads} x 32 flop/cycle x {mhz:.0f} MHz)")
     rust = Rust(ARGS.rust)
@@ -230,7 +260,7 @@ def main():
                                 times, mib = run_torch(variant, impl, causal, pass_, t, gen)
                             ms = statistics.median(times)
                             row.update(ms=f"{ms:.3f}", min_ms=f"{min(times):.3f}", max_ms=f"{max(times):.3f}",
-                                       peak_mib=f"{mib:.1f}", gflops=f"{work / ms * 1e3:.1f}",
+                                       peak_mib="" if mib is None else f"{mib:.1f}", gflops=f"{work / ms * 1e3:.1f}",
                                        note=f"loadavg1={os.getloadavg()[0]:.2f}")
                         log(f"{impl:>11} {variant:>15} causal={causal!s:<5} {pass_:<16} T={t:<6} "
                             f"{row['ms'] or row['note']}")
@@ -282,9 +312,12 @@ def write(rows, peak, mhz, lengths):
     lines = [
         f"# Attention: ours against PyTorch {torch.__version__} eager, alternating case by case",
         "",
-        f"B={B}, H={H}, d={D}, dv={DV}, chunk {CHUNK}, float32, {ARGS.threads} threads; median of "
-        f"{ARGS.repeats} runs after a warm-up. Machine peak ~{peak:.0f} GFLOP/s "
-        f"({ARGS.threads} x 32 flop/cycle x {mhz:.0f} MHz). Cells: ms (peak MiB); ratio = ours / "
+        f"B={B}, H={H}, d={D}, dv={DV}, chunk {CHUNK}, float32, "
+        + (f"on {torch.cuda.get_device_name(0)}" if ARGS.device == "cuda" else f"{ARGS.threads} threads")
+        + f"; median of {ARGS.repeats} runs after a warm-up. "
+        + ("" if ARGS.device == "cuda" else f"Machine peak ~{peak:.0f} GFLOP/s "
+           f"({ARGS.threads} x 32 flop/cycle x {mhz:.0f} MHz). ")
+        + "Cells: ms (peak MiB); ratio = ours / "
         "PyTorch eager (below 1: ours is faster); GFLOP/s of ours (and of PyTorch eager).",
         "",
         "Command: `" + " ".join(["python3", "tools/bench_compare.py"] + sys.argv[1:]) + "`",
@@ -300,7 +333,8 @@ def write(rows, peak, mhz, lengths):
     def cell(r):
         if r is None or not r["ms"]:
             return "skipped"
-        return f"{float(r['ms']):.1f} ({float(r['peak_mib']):.0f})"
+        mib = f"{float(r['peak_mib']):.0f}" if r["peak_mib"] else "-"
+        return f"{float(r['ms']):.1f} ({mib})"
 
     for pass_ in passes:
         for causal in causals:

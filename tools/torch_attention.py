@@ -64,7 +64,7 @@ def feature_map(variant, x, w=None, b=None):
         return Fn.elu(x) + 1
     if variant == "taylor":
         outer = (x.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2) / (math.sqrt(2) * math.sqrt(d))
-        ones = torch.ones(x.shape[:-1] + (1,), dtype=x.dtype)
+        ones = torch.ones(x.shape[:-1] + (1,), dtype=x.dtype, device=x.device)
         return torch.cat([ones, x / d ** 0.25, outer], dim=-1)
     y = torch.einsum("bhtd,hde->bhte", x, w) + b[None, :, None, :]
     if variant == "hedgehog_exp":

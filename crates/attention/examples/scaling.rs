@@ -12,13 +12,19 @@
 //!   --out FILE.csv     also write the rows as CSV
 //!   --serve            read cases from stdin, one `variant causal pass T repeats` a line,
 //!                      and answer each with one JSON line (`tools/bench_compare.py` drives
-//!                      this so that ours and PyTorch alternate case by case)
+//!                      this so that ours and PyTorch alternate case by case); its
+//!                      `peak_mib` is `null` where the device memory cannot be read
 //! ```
 //!
 //! Causal linear attention runs the chunked form (chunk 64), non-causal the parallel form;
 //! softmax runs `softmax::output` (on the CPU backend the fused kernel, which never forms the
-//! `T × T` weights). Peak memory is the host allocator's high-water mark
-//! during a case (CPU backends; on CUDA the device memory is not tracked and shows as `-`).
+//! `T × T` weights; elsewhere the composed scores-softmax-matmul). `softmax_flash` is burn's own
+//! attention op (`burn::tensor::module::attention`): on CUDA its flash kernel for the forward
+//! pass; under autodiff burn falls back to the composed form, so its forward+backward is that.
+//! Peak memory on CPU backends is the host allocator's high-water mark during a case; on CUDA
+//! it is the device memory the process holds after the case (cubecl's pool, which keeps what
+//! the case reserved until the `memory_cleanup` that follows it) above what it held before the
+//! first case, as `nvidia-smi` reports it, `-` where `nvidia-smi` does not answer.
 //! Timings are wall-clock medians; compare ratios from one run, never across machines.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -26,7 +32,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, Tensor};
 use hedgehog_attention::{AttentionConfig, FeatureMapConfig, HedgehogActivation, softmax};
 
@@ -63,6 +70,8 @@ const BATCH: usize = 1;
 const HEADS: usize = 12;
 const HEAD_DIM: usize = 64;
 const CHUNK: usize = 64;
+/// The variant that runs burn's attention op instead of ours.
+const FLASH: &str = "softmax_flash";
 
 #[derive(Clone)]
 struct Variant {
@@ -81,6 +90,10 @@ fn variants(max_len: usize) -> Vec<Variant> {
     vec![
         Variant {
             name: "softmax",
+            map: None,
+        },
+        Variant {
+            name: FLASH,
             map: None,
         },
         Variant {
@@ -245,9 +258,13 @@ fn parse_options() -> Result<Options, String> {
 
 /// Rough bytes a case needs (f32), to skip what would not fit: softmax holds `T × T` scores,
 /// weights and (backward) their gradients; linear attention holds features, the intra-chunk
-/// blocks and the per-chunk states.
-fn estimated_gib(variant: &Variant, t: usize, pass: Pass) -> f64 {
+/// blocks and the per-chunk states. `flash_kernel`: burn's attention op streams over the keys
+/// (CUDA's flash kernel, forward only); elsewhere it forms the scores like softmax.
+fn estimated_gib(variant: &Variant, t: usize, pass: Pass, flash_kernel: bool) -> f64 {
     let per_head = match &variant.map {
+        None if variant.name == FLASH && flash_kernel && pass == Pass::Forward => {
+            (t * HEAD_DIM) as f64 * 4.0
+        }
         None => (t * t) as f64 * 3.0,
         Some(map) => {
             let f = map.feature_dim(HEAD_DIM) as f64;
@@ -287,6 +304,66 @@ impl Timing {
     }
 }
 
+/// burn's scaled dot-product attention op (scale `1/√d`, as ours).
+fn burn_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    causal: bool,
+) -> Tensor<B, 4> {
+    let options = AttentionModuleOptions {
+        scale: None,
+        softcap: None,
+        is_causal: causal,
+    };
+    burn::tensor::module::attention(q, k, v, None, None, options)
+}
+
+/// The GPU memory in use (MiB) as `nvidia-smi` reports it; `None` without one.
+fn device_mib() -> Option<f64> {
+    let output = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=memory.used",
+            "--format=csv,noheader,nounits",
+            "-i",
+            "0",
+        ])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+/// A case's peak memory: the host heap's on CPU backends, the device's elsewhere.
+enum PeakMemory {
+    Host,
+    /// What the device held before the first case (`None`: `nvidia-smi` did not answer).
+    Device(Option<f64>),
+}
+
+impl PeakMemory {
+    fn new<B: Backend>(host: bool, device: &B::Device) -> Self {
+        if host {
+            return Self::Host;
+        }
+        B::memory_cleanup(device);
+        Self::Device(device_mib())
+    }
+
+    /// Read right after the case, then the device's pool is emptied for the next one.
+    fn peak_mib<B: Backend>(&self, timing: &Timing, device: &B::Device) -> Option<f64> {
+        match self {
+            Self::Host => Some(timing.peak_mib),
+            Self::Device(baseline) => {
+                let held = device_mib()
+                    .zip(*baseline)
+                    .map(|(now, before)| now - before);
+                B::memory_cleanup(device);
+                held
+            }
+        }
+    }
+}
+
 fn run_case<B: AutodiffBackend>(
     variant: &Variant,
     causal: bool,
@@ -319,6 +396,7 @@ fn run_case<B: AutodiffBackend>(
                 let (q, k, v) = (q.clone().inner(), k.clone().inner(), v.clone().inner());
                 let y = match &linear {
                     Some(attention) => attention.valid().forward(q, k, v, causal, None).unwrap(),
+                    None if variant.name == FLASH => burn_attention(q, k, v, causal),
                     None => softmax::output(q, k, v, causal, None, 0.0).unwrap(),
                 };
                 let _ = y.sum().into_scalar();
@@ -331,6 +409,7 @@ fn run_case<B: AutodiffBackend>(
                 );
                 let y = match &linear {
                     Some(attention) => attention.forward(q.clone(), k, v, causal, None).unwrap(),
+                    None if variant.name == FLASH => burn_attention(q.clone(), k, v, causal),
                     None => softmax::output(q.clone(), k, v, causal, None, 0.0).unwrap(),
                 };
                 let grads = y.sum().backward();
@@ -355,9 +434,10 @@ fn run_case<B: AutodiffBackend>(
 }
 
 /// `--serve`: one case per stdin line (`variant causal pass T repeats`), one JSON line back.
-fn serve<B: AutodiffBackend>(device: &B::Device) -> Result<(), String> {
+fn serve<B: AutodiffBackend>(device: &B::Device, track_memory: bool) -> Result<(), String> {
     use std::io::{BufRead, Write};
     let all = variants(1 << 20);
+    let memory = PeakMemory::new::<B>(track_memory, device);
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
     for line in stdin.lock().lines() {
@@ -386,10 +466,11 @@ fn serve<B: AutodiffBackend>(device: &B::Device) -> Result<(), String> {
                         let timing = run_case::<B>(variant, causal, pass, t, repeats, device);
                         let times: Vec<String> =
                             timing.times.iter().map(|ms| format!("{ms:.3}")).collect();
+                        let peak = memory.peak_mib::<B>(&timing, device);
                         format!(
-                            "{{\"ms\": [{}], \"peak_mib\": {:.1}}}",
+                            "{{\"ms\": [{}], \"peak_mib\": {}}}",
                             times.join(", "),
-                            timing.peak_mib
+                            peak.map_or("null".into(), |mib| format!("{mib:.1}"))
                         )
                     }
                     Err(message) => format!("{{\"error\": {message:?}}}"),
@@ -420,12 +501,13 @@ fn run_all<B: AutodiffBackend>(
                 .is_none_or(|names| names.iter().any(|n| n == v.name))
         })
         .collect();
+    let memory = PeakMemory::new::<B>(track_memory, device);
     let mut rows = Vec::new();
     for variant in &selected {
         for causal in [true, false] {
             for &pass in &options.passes {
                 for &t in &options.lengths {
-                    let estimate = estimated_gib(variant, t, pass);
+                    let estimate = estimated_gib(variant, t, pass, options.backend == "cuda");
                     let mut row = Row {
                         variant: variant.name,
                         causal,
@@ -444,7 +526,7 @@ fn run_all<B: AutodiffBackend>(
                         let timing =
                             run_case::<B>(variant, causal, pass, t, options.repeats, device);
                         row.ms = Some(timing.median());
-                        row.peak_mib = track_memory.then_some(timing.peak_mib);
+                        row.peak_mib = memory.peak_mib::<B>(&timing, device);
                     }
                     eprintln!(
                         "{:>18} causal={:<5} {:<16} T={:<6} {}",
@@ -588,12 +670,15 @@ fn main() {
     if options.serve {
         let served = match options.backend.as_str() {
             "ndarray" => {
-                serve::<burn::backend::Autodiff<burn::backend::NdArray>>(&Default::default())
+                serve::<burn::backend::Autodiff<burn::backend::NdArray>>(&Default::default(), true)
             }
-            "flex" => serve::<burn::backend::Autodiff<burn::backend::Flex>>(&Default::default()),
+            "flex" => {
+                serve::<burn::backend::Autodiff<burn::backend::Flex>>(&Default::default(), true)
+            }
             #[cfg(feature = "cuda")]
             "cuda" => serve::<burn::backend::Autodiff<burn::backend::Cuda>>(
                 &burn::backend::cuda::CudaDevice::new(0),
+                false,
             ),
             other => Err(format!("unknown backend `{other}`")),
         };
