@@ -20,8 +20,12 @@ pipes a core).
 With --device cuda both sides run on the GPU (ours: `scaling --serve --backend cuda` from a
 `--features cuda` build; PyTorch: eager and SDPA, which is FlashAttention there, timed with
 torch.cuda.synchronize()); peak MiB is then ours: the device memory the process holds after the
-case above what it held before the first (nvidia-smi), PyTorch: torch.cuda.max_memory_allocated
-above the allocation before the case. No machine-peak column there.
+case: the GPU's memory in use (nvidia-smi) above what it was before the first case, PyTorch's
+context included there and its cache emptied after each of its cases; PyTorch:
+torch.cuda.max_memory_allocated above the allocation before the case. No machine peak there.
+PyTorch's float32 matrix products stay full f32 (its default) where burn's may run as TF32, and
+SDPA in float32 picks its memory-efficient kernel, not FlashAttention (which needs 16 bits).
+Interrupted (SIGINT, e.g. `timeout -s INT`), it writes the rows it has.
 
 Writes <out>.csv and <out>.md. Needs PyTorch (`pip install torch`); CI never runs this.
 """
@@ -154,7 +158,10 @@ class Rust:
         return answer["ms"], answer["peak_mib"]
 
     def close(self):
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:  # it was interrupted with us
+            pass
         self.proc.wait()
 
 
@@ -204,6 +211,8 @@ def run_torch(variant, impl, causal, pass_, t, gen):
     times = sorted(once() * 1e3 for _ in range(ARGS.repeats))
     if dev == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2 ** 20 - base
+        del q, k, v, params, leaves, fn
+        torch.cuda.empty_cache()
     else:
         peak = status_mib("VmHWM") - base if reset else float("nan")
     return times, peak
@@ -226,45 +235,50 @@ def main():
     peak, mhz = peak_gflops()
     if ARGS.device == "cuda":
         peak, mhz = float("nan"), float("nan")
+        torch.zeros(1, device="cuda")  # PyTorch's context exists before ours reads its baseline
         log(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}")
-    log(f"torch {torch.__version__}, {ARGS.threads} threads, peak ~{peak:.0f} GFLOP/s "
+    else:
+        log(f"torch {torch.__version__}, {ARGS.threads} threads, peak ~{peak:.0f} GFLOP/s "
         f"({ARGS.threads} x 32 flop/cycle x {mhz:.0f} MHz)")
     rust = Rust(ARGS.rust)
     gen = torch.Generator().manual_seed(0)
     rows = []
     index = 0
     started = time.perf_counter()
-    for variant in variants:
-        for causal in causals:
-            for pass_ in passes:
-                for t in lengths:
-                    gflop = useful_gflop(variant, causal, pass_, t)
-                    impls = ["ours", "torch_eager"] + (["torch_sdpa"] if variant == "softmax" else [])
-                    if index % 2:
-                        impls = impls[1:] + impls[:1]
-                    index += 1
-                    for impl in impls:
-                        work = useful_gflop(variant, causal, pass_, t, impl)
-                        row = dict(implementation=impl, variant=variant, causal=str(causal).lower(),
-                                   pass_=pass_, seq_len=t, gflop=work, ms="", min_ms="", max_ms="",
-                                   peak_mib="", gflops="", note="")
-                        gib = estimated_gib(variant, impl, causal, pass_, t)
-                        if gflop > ARGS.max_gflop:
-                            row["note"] = f"skipped: {gflop:.0f} GFLOP > --max-gflop {ARGS.max_gflop:.0f}"
-                        elif gib > ARGS.max_gib:
-                            row["note"] = f"skipped: needs ~{gib:.1f} GiB > --max-gib {ARGS.max_gib}"
-                        else:
-                            if impl == "ours":
-                                times, mib = rust.run(variant, causal, pass_, t)
+    try:
+        for variant in variants:
+            for causal in causals:
+                for pass_ in passes:
+                    for t in lengths:
+                        gflop = useful_gflop(variant, causal, pass_, t)
+                        impls = ["ours", "torch_eager"] + (["torch_sdpa"] if variant == "softmax" else [])
+                        if index % 2:
+                            impls = impls[1:] + impls[:1]
+                        index += 1
+                        for impl in impls:
+                            work = useful_gflop(variant, causal, pass_, t, impl)
+                            row = dict(implementation=impl, variant=variant, causal=str(causal).lower(),
+                                       pass_=pass_, seq_len=t, gflop=work, ms="", min_ms="", max_ms="",
+                                       peak_mib="", gflops="", note="")
+                            gib = estimated_gib(variant, impl, causal, pass_, t)
+                            if gflop > ARGS.max_gflop:
+                                row["note"] = f"skipped: {gflop:.0f} GFLOP > --max-gflop {ARGS.max_gflop:.0f}"
+                            elif gib > ARGS.max_gib:
+                                row["note"] = f"skipped: needs ~{gib:.1f} GiB > --max-gib {ARGS.max_gib}"
                             else:
-                                times, mib = run_torch(variant, impl, causal, pass_, t, gen)
-                            ms = statistics.median(times)
-                            row.update(ms=f"{ms:.3f}", min_ms=f"{min(times):.3f}", max_ms=f"{max(times):.3f}",
-                                       peak_mib="" if mib is None else f"{mib:.1f}", gflops=f"{work / ms * 1e3:.1f}",
-                                       note=f"loadavg1={os.getloadavg()[0]:.2f}")
-                        log(f"{impl:>11} {variant:>15} causal={causal!s:<5} {pass_:<16} T={t:<6} "
-                            f"{row['ms'] or row['note']}")
-                        rows.append(row)
+                                if impl == "ours":
+                                    times, mib = rust.run(variant, causal, pass_, t)
+                                else:
+                                    times, mib = run_torch(variant, impl, causal, pass_, t, gen)
+                                ms = statistics.median(times)
+                                row.update(ms=f"{ms:.3f}", min_ms=f"{min(times):.3f}", max_ms=f"{max(times):.3f}",
+                                           peak_mib="" if mib is None else f"{mib:.1f}", gflops=f"{work / ms * 1e3:.1f}",
+                                           note=f"loadavg1={os.getloadavg()[0]:.2f}")
+                            log(f"{impl:>11} {variant:>15} causal={causal!s:<5} {pass_:<16} T={t:<6} "
+                                f"{row['ms'] or row['note']}")
+                            rows.append(row)
+    except KeyboardInterrupt:
+        log(f"interrupted: writing the {len(rows)} rows measured so far")
     rust.close()
     log(f"done in {time.perf_counter() - started:.0f} s")
     write(rows, peak, mhz, lengths)

@@ -22,9 +22,10 @@
 //! attention op (`burn::tensor::module::attention`): on CUDA its flash kernel for the forward
 //! pass; under autodiff burn falls back to the composed form, so its forward+backward is that.
 //! Peak memory on CPU backends is the host allocator's high-water mark during a case; on CUDA
-//! it is the device memory the process holds after the case (cubecl's pool, which keeps what
-//! the case reserved until the `memory_cleanup` that follows it) above what it held before the
-//! first case, as `nvidia-smi` reports it, `-` where `nvidia-smi` does not answer.
+//! it is the GPU's memory in use right after the case (cubecl's pool keeps what the case
+//! reserved until the `memory_cleanup` that follows it) above what was in use before the first
+//! case, as `nvidia-smi` reports it for the whole GPU (so nothing else should run there), `-`
+//! where `nvidia-smi` does not answer.
 //! Timings are wall-clock medians; compare ratios from one run, never across machines.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -319,7 +320,8 @@ fn burn_attention<B: Backend>(
     burn::tensor::module::attention(q, k, v, None, None, options)
 }
 
-/// The GPU memory in use (MiB) as `nvidia-smi` reports it; `None` without one.
+/// The memory in use on GPU 0 (MiB), every process's, as `nvidia-smi` reports it; `None`
+/// without one.
 fn device_mib() -> Option<f64> {
     let output = std::process::Command::new("nvidia-smi")
         .args([

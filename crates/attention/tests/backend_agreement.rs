@@ -168,6 +168,15 @@ fn compare(ours: &Case, reference: &Case) -> (f64, &'static str) {
             "{}: {name} has a different size",
             ours.label
         );
+        // Every form reads q: an empty output or dq means nothing was compared.
+        if matches!(*name, "output" | "dq") {
+            assert!(!b.is_empty(), "{}: no {name} to compare", ours.label);
+        }
+        assert!(
+            b.iter().all(|x| x.is_finite()),
+            "{}: the CPU reference's {name} is not finite",
+            ours.label
+        );
         if a.iter().any(|x| !x.is_finite()) {
             return (f64::INFINITY, name);
         }
