@@ -12,7 +12,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use common::*;
-use hedgehog_attention::{FeatureMapConfig, LinearAttention, linear, softmax};
+use hedgehog_attention::{LinearAttention, linear, softmax};
 
 const B: usize = 2;
 const H: usize = 3;
@@ -41,18 +41,6 @@ impl<Bk: AutodiffBackend> ModuleVisitor<Bk> for ParamGrads<'_, Bk> {
         let grad = param.val().grad(self.grads);
         self.out.push(grad.map(|g| values(&g)).unwrap_or_default());
     }
-}
-
-fn maps_for(t: usize) -> Vec<FeatureMapConfig> {
-    all_maps()
-        .into_iter()
-        .map(|config| match config {
-            FeatureMapConfig::Cosformer { max_len } => FeatureMapConfig::Cosformer {
-                max_len: max_len.max(t),
-            },
-            other => other,
-        })
-        .collect()
 }
 
 /// Runs `form` on seeded inputs, then backpropagates `Σ y ⊙ r` for a seeded `r`.

@@ -35,19 +35,6 @@ fn inputs<Bk: Backend>(t: usize, seed: u64) -> Inputs<Bk> {
     }
 }
 
-/// Every registered map, cosFormer's `M` raised to cover `t` tokens.
-fn maps_for(t: usize) -> Vec<FeatureMapConfig> {
-    all_maps()
-        .into_iter()
-        .map(|config| match config {
-            FeatureMapConfig::Cosformer { max_len } => FeatureMapConfig::Cosformer {
-                max_len: max_len.max(t),
-            },
-            other => other,
-        })
-        .collect()
-}
-
 /// The shared tests' layer (trainable maps off their identity init) with a window of `window`
 /// keys and a different `γ` per head, so that a head mix-up shows.
 fn windowed<Bk: Backend>(config: &FeatureMapConfig, window: usize) -> LinearAttention<Bk> {

@@ -74,6 +74,19 @@ pub fn all_maps() -> Vec<FeatureMapConfig> {
     FeatureMapConfig::examples()
 }
 
+/// Every registered map, cosFormer's `M` raised to cover `t` tokens.
+pub fn maps_for(t: usize) -> Vec<FeatureMapConfig> {
+    all_maps()
+        .into_iter()
+        .map(|config| match config {
+            FeatureMapConfig::Cosformer { max_len } => FeatureMapConfig::Cosformer {
+                max_len: max_len.max(t),
+            },
+            other => other,
+        })
+        .collect()
+}
+
 /// The linear attention of `config` with trainable maps moved off their identity init, so that
 /// the tests exercise general weights.
 pub fn linear_attention<B: Backend>(
